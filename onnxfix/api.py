@@ -1,0 +1,179 @@
+"""The Python API: lint and repair, returning typed results.
+
+The CLI is a thin layer over these functions; tests and other tools call them
+directly.  Nothing here imports onnxruntime: verification does, when a repair
+actually runs a model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from onnxfix import context, edit, io, registry
+from onnxfix.findings import Applicability, Finding, Severity
+from onnxfix.registry import Rule
+
+#: Fix rounds before a repair is declared non-convergent.
+MAX_ROUNDS = 8
+
+
+@dataclass
+class LintResult:
+    path: str
+    findings: list[Finding]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.ERROR]
+
+
+def run_rules(ctx: context.Context, rules: Iterable[Rule]) -> list[Finding]:
+    findings: list[Finding] = []
+    for rule in rules:
+        findings.extend(rule.detect(ctx))
+    return findings
+
+
+def lint_model(model: onnx.ModelProto, rules: Iterable[Rule] | None = None
+               ) -> tuple[list[Finding], context.Context]:
+    ctx = context.build(model)
+    return run_rules(ctx, rules if rules is not None else registry.all_rules()), ctx
+
+
+def lint(path: str | os.PathLike[str] | onnx.ModelProto, *, select: Iterable[str] | None = None,
+         ignore: Iterable[str] | None = None) -> LintResult:
+    """Lint a model file (weights are never read) or an in-memory model."""
+    rules = registry.select(select, ignore)
+    if isinstance(path, onnx.ModelProto):
+        findings, ctx = lint_model(path, rules)
+        label = "<model>"
+    else:
+        loaded = io.load(path, weights=False)
+        findings, ctx = lint_model(loaded.model, rules)
+        label = str(path)
+    notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
+    return LintResult(label, findings, notes)
+
+
+# --- fixing --------------------------------------------------------------------------------
+
+
+def _allowed(f: Finding, unsafe: bool) -> bool:
+    if f.fix is None:
+        return False
+    if f.fix.applicability == Applicability.SAFE:
+        return True
+    return unsafe and f.fix.applicability == Applicability.UNSAFE
+
+
+class NonConvergence(Exception):
+    pass
+
+
+def apply_fixes(model: onnx.ModelProto, rules: list[Rule], *, unsafe: bool = False
+                ) -> list[Finding]:
+    """Fix ``model`` in place until no fixable finding is left; return what was fixed.
+
+    Each round analyses the model afresh, so a fix always sees the graph as it
+    is now.  Within a round, edits go deepest subgraph first and highest node
+    index first: inserting nodes rebuilds a node list, and this order keeps
+    every pending edit's index valid.
+    """
+    by_code = {r.code: r for r in rules}
+    applied: list[Finding] = []
+    for _ in range(MAX_ROUNDS):
+        findings, ctx = lint_model(model, rules)
+        todo = [f for f in findings if _allowed(f, unsafe) and by_code[f.rule].fix is not None]
+        if not todo:
+            return applied
+        namer = edit.Namer(model)
+        planned = []
+        seen: set[tuple[int, int]] = set()
+        for f in todo:
+            idx = edit.index_of(f.graph_ref, f.node_ref)
+            key = (id(f.graph_ref), idx)
+            if key in seen:  # one fix per node per round; the next round sees the rest
+                continue
+            seen.add(key)
+            planned.append((f.graph.count("/"), idx, f))
+        planned.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        for _depth, idx, f in planned:
+            ectx = edit.EditContext(f.graph_ref, idx, namer, ctx.opset)
+            by_code[f.rule].fix(model, f, ectx)  # type: ignore[misc]
+            applied.append(f)
+    raise NonConvergence(f"fixes did not converge after {MAX_ROUNDS} rounds")
+
+
+@dataclass
+class RepairResult:
+    input: str
+    output: str | None
+    fixed: list[Finding]
+    remaining: list[Finding]
+    written: bool
+    verification: object | None = None
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if not self.written:
+            return 2
+        return 1 if any(f.severity == Severity.ERROR for f in self.remaining) else 0
+
+
+def repair(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None,
+    *,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    unsafe_fixes: bool = False,
+    dry_run: bool = False,
+    reference: str | os.PathLike[str] | None = None,
+    verify_probe: bool = True,
+) -> RepairResult:
+    """Repair ``src`` into ``dst``; nothing is written unless verification passes."""
+    from onnxfix import verify  # imports onnxruntime lazily, inside its functions
+
+    rules = registry.select(select, ignore)
+    loaded = io.load(src, weights=not dry_run)
+    original = onnx.ModelProto()
+    original.CopyFrom(loaded.model)
+    before, _ = lint_model(original, rules)
+    model = loaded.model
+    try:
+        fixed = apply_fixes(model, rules, unsafe=unsafe_fixes)
+    except NonConvergence as exc:
+        return RepairResult(str(src), None, [], before, False, error=str(exc))
+    remaining, _ = lint_model(model, rules)
+    # Re-lint must converge: what was fixed is gone and nothing new appeared.
+    old_keys = {f.key() for f in before}
+    new = [f for f in remaining if f.key() not in old_keys]
+    if fixed and new:
+        return RepairResult(
+            str(src), None, fixed, remaining, False,
+            error="fixes introduced new findings: " + "; ".join(f"{f.rule} {f.node}" for f in new),
+        )
+    if dry_run or dst is None:
+        return RepairResult(str(src), None, fixed, remaining, False)
+    out = Path(dst)
+    if not fixed:
+        io.copy_atomic(loaded, out)
+        return RepairResult(str(src), str(out), [], remaining, True)
+    rep = verify.Report()
+
+    def check(tmp: Path) -> None:
+        verify.verify(loaded.path, original, tmp, reference=Path(reference) if reference else None,
+                      probe=verify_probe, report=rep)
+
+    try:
+        io.write_atomic(model, out, external_data=loaded.uses_external_data, verify=check)
+    except verify.VerificationError as exc:
+        return RepairResult(str(src), None, fixed, remaining, False, rep, error=str(exc))
+    return RepairResult(str(src), str(out), fixed, remaining, True, rep)

@@ -1,0 +1,154 @@
+"""Command line: ``onnxfix lint|repair|rules|rule``.
+
+Exit codes are a contract for CI.  lint: 0 no error finding, 1 at least one,
+2 could not run.  repair: 0 written and verified with no error left, 1 written
+and verified but errors without a safe fix remain, 2 nothing written.
+Every anticipated failure is one line naming the file, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from onnxfix import __version__
+
+EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
+
+
+def _codes(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out += [c.strip() for c in v.split(",") if c.strip()]
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors are exit 2, one line
+        self.print_usage(sys.stderr)
+        print(f"onnxfix: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_FAILURE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="onnxfix", description="Lint and safely repair exported ONNX models.")
+    p.add_argument("--version", action="version", version=f"onnxfix {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    lint = sub.add_parser("lint", help="report problems (reads no weights)")
+    lint.add_argument("models", nargs="+", metavar="MODEL")
+    lint.add_argument("--format", choices=["text", "json"], default="text")
+    lint.add_argument("--select", action="append", help="rule codes or prefixes to run")
+    lint.add_argument("--ignore", action="append", help="rule codes or prefixes to skip")
+
+    rep = sub.add_parser("repair", help="apply fixes, verify, write atomically")
+    rep.add_argument("input", metavar="IN")
+    rep.add_argument("output", metavar="OUT", nargs="?")
+    rep.add_argument("--dry-run", action="store_true", help="print what would change")
+    rep.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes")
+    rep.add_argument("--select", action="append")
+    rep.add_argument("--ignore", action="append")
+    rep.add_argument("--reference", metavar="NPZ",
+                     help="inputs/outputs to compare with (<case>/in/<name>, <case>/out/<name>)")
+    rep.add_argument("--no-verify", action="store_true",
+                     help="skip probe runs (checker, shape inference and session load still run)")
+    rep.add_argument("--format", choices=["text", "json"], default="text")
+
+    rules = sub.add_parser("rules", help="list the rules")
+    rules.add_argument("--format", choices=["text", "json"], default="text")
+    one = sub.add_parser("rule", help="show a rule's documentation")
+    one.add_argument("code")
+    return p
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from onnxfix import api, report
+    from onnxfix.io import ModelError
+
+    results, errors = [], []
+    for path in args.models:
+        try:
+            results.append(api.lint(path, select=_codes(args.select), ignore=_codes(args.ignore)))
+        except ModelError as exc:
+            errors.append((path, exc.problem))
+            print(f"onnxfix: {exc}", file=sys.stderr)
+    if args.format == "json":
+        print(report.lint_json(results, errors))
+    else:
+        report.print_lint(results, errors)
+    if errors:
+        return EXIT_FAILURE
+    return EXIT_FINDINGS if any(r.errors for r in results) else EXIT_OK
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from onnxfix import api, report
+    from onnxfix.io import ModelError
+
+    if args.output is None and not args.dry_run:
+        print("onnxfix: error: repair needs OUT (or --dry-run)", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        result = api.repair(
+            args.input, args.output, select=_codes(args.select), ignore=_codes(args.ignore),
+            unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
+            verify_probe=not args.no_verify,
+        )
+    except ModelError as exc:
+        print(f"onnxfix: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.format == "json":
+        print(report.repair_json(result))
+    else:
+        report.print_repair(result, args.dry_run)
+    if result.error:
+        print(f"onnxfix: {args.input}: {result.error}", file=sys.stderr)
+    if args.dry_run:
+        return EXIT_OK if not result.error else EXIT_FAILURE
+    return result.exit_code
+
+
+def _rules(args: argparse.Namespace) -> int:
+    from onnxfix import registry, report
+
+    rules = list(registry.all_rules())
+    if args.format == "json":
+        import json
+
+        print(json.dumps({"version": report.SCHEMA_VERSION, "rules": [
+            {"code": r.code, "name": r.name, "severity": r.severity.value, "family": r.family,
+             "fix": r.fixable.value if r.fixable else None, "summary": r.summary, "docs": r.docs}
+            for r in rules]}, indent=2))
+    else:
+        report.print_rules(rules)
+    return EXIT_OK
+
+
+def _rule(args: argparse.Namespace) -> int:
+    from onnxfix import registry, report
+
+    rule = registry.get(args.code)
+    if rule is None:
+        print(f"onnxfix: error: no rule '{args.code}' (see `onnxfix rules`)", file=sys.stderr)
+        return EXIT_FAILURE
+    report.print_rule(rule)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"lint": _lint, "repair": _repair, "rules": _rules, "rule": _rule}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("onnxfix: interrupted; nothing written", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, exit 2
+        print(f"onnxfix: internal error: {type(exc).__name__}: {exc}".splitlines()[0],
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The analysis context: everything rules read, computed once per model.
+
+Rules never parse the graph themselves; they ask this module for shapes,
+dtypes, producers, consumers and the PyTorch scope of a node.  That keeps the
+rules small and makes every rule benefit when the shape reasoning improves.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import onnx
+
+from onnxfix.shapes import Dim, Propagator, Shape
+
+SUBGRAPH_ATTRS = ("then_branch", "else_branch", "body")
+
+
+@dataclass
+class GraphCtx:
+    """One graph (the main graph or a subgraph) with its derived maps."""
+
+    graph: onnx.GraphProto
+    path: str
+    shapes: Propagator
+    parent: GraphCtx | None = None
+    producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+
+    def shape(self, name: str) -> Shape | None:
+        return self.shapes.shape(name)
+
+    def value(self, name: str) -> tuple[Dim, ...] | None:
+        return self.shapes.value(name)
+
+    def dtype(self, name: str) -> int:
+        return self.shapes.dtype(name)
+
+    def producer(self, name: str) -> onnx.NodeProto | None:
+        g: GraphCtx | None = self
+        while g is not None:
+            if name in g.producers:
+                return g.producers[name]
+            g = g.parent
+        return None
+
+
+@dataclass
+class Context:
+    model: onnx.ModelProto
+    graphs: list[GraphCtx]
+    opset: int
+    inference_error: str | None = None
+
+    @property
+    def main(self) -> GraphCtx:
+        return self.graphs[0]
+
+    def nodes(self) -> Iterator[tuple[GraphCtx, onnx.NodeProto]]:
+        for g in self.graphs:
+            for n in g.graph.node:
+                yield g, n
+
+
+def _value_infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
+    out = {vi.name: vi for vi in graph.value_info}
+    out.update({vi.name: vi for vi in graph.output})
+    return out
+
+
+def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            yield a.name, a.g
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            for i, g in enumerate(a.graphs):
+                yield f"{a.name}[{i}]", g
+
+
+def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
+    """ONNX shape inference with data propagation; failures are reported, not raised."""
+    try:
+        return (
+            onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
+                                              data_prop=True),
+            None,
+        )
+    except Exception as exc:  # noqa: BLE001 - inference is advisory here
+        return None, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+
+
+def build(model: onnx.ModelProto) -> Context:
+    """Analyse ``model`` (which is only read, never changed)."""
+    inferred, err = infer(model)
+    opset = next(
+        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0
+    )
+    graphs: list[GraphCtx] = []
+
+    def visit(g: onnx.GraphProto, ig: onnx.GraphProto | None, path: str,
+              parent: GraphCtx | None) -> None:
+        prop = Propagator(g, _value_infos(ig) if ig is not None else {},
+                          parent.shapes if parent else None)
+        # subgraph inputs (loop counters, scan slices) come from the graph itself
+        prop.run()
+        gc = GraphCtx(g, path, prop, parent)
+        for n in g.node:
+            for o in n.output:
+                if o:
+                    gc.producers[o] = n
+            for i in n.input:
+                if i:
+                    gc.consumers.setdefault(i, []).append(n)
+        graphs.append(gc)
+        inodes = list(ig.node) if ig is not None else []
+        for k, n in enumerate(g.node):
+            inode = inodes[k] if k < len(inodes) else None
+            isubs = dict(_subgraphs(inode)) if inode is not None else {}
+            for attr, sub in _subgraphs(n):
+                label = n.name or f"{n.op_type}#{k}"
+                visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc)
+
+    visit(model.graph, inferred.graph if inferred is not None else None, "main", None)
+    return Context(model, graphs, opset, err)
+
+
+# --- PyTorch provenance ------------------------------------------------------------------
+
+
+def scope_of(node: onnx.NodeProto) -> str | None:
+    """The PyTorch module path a node came from, when the exporter recorded one.
+
+    The dynamo exporter keeps it in ``metadata_props``; the TorchScript exporter
+    encodes it in the node name (``/encoder/layers.0/Where_3``).
+    """
+    md = {p.key: p.value for p in node.metadata_props}
+    scopes = md.get("pkg.torch.onnx.name_scopes")
+    if scopes:
+        try:
+            parts = [s for s in ast.literal_eval(scopes) if s]
+        except (ValueError, SyntaxError):
+            parts = []
+        if parts:
+            return "/".join(parts[:-1]) or "<top>"
+    name = node.name
+    if name.startswith("/") and name.count("/") >= 1:
+        parts = [p for p in name.split("/") if p]
+        return "/".join(parts[:-1]) or "<top>"
+    return None
+
+
+def source_of(node: onnx.NodeProto) -> str | None:
+    """The PyTorch source line of a node (dynamo ``stack_trace``), if any."""
+    md = {p.key: p.value for p in node.metadata_props}
+    trace = md.get("pkg.torch.onnx.stack_trace")
+    if not trace:
+        return None
+    lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else None

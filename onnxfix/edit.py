@@ -1,0 +1,117 @@
+"""Graph edits shared by every fix.
+
+We edit the protobuf directly instead of going through onnx-graphsurgeon:
+graphsurgeon 0.6.1 drops node ``metadata_props`` on export, which is exactly
+where the dynamo exporter keeps the PyTorch scope and stack trace.  Every node
+a fix inserts is named after the node it serves (so it reads well in Netron),
+inherits that node's metadata, and is tagged ``onnxfix.rule=<code>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+RULE_KEY = "onnxfix.rule"
+
+
+@dataclass
+class EditContext:
+    """Where a fix applies: the graph holding the node, its index, names, opset."""
+
+    graph: onnx.GraphProto
+    index: int
+    namer: Namer
+    opset: int
+
+
+def _all_names(graph: onnx.GraphProto) -> Iterator[str]:
+    for vi in (*graph.input, *graph.output, *graph.value_info):
+        yield vi.name
+    for t in graph.initializer:
+        yield t.name
+    for n in graph.node:
+        yield n.name
+        yield from n.output
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                yield from _all_names(a.g)
+            for g in a.graphs:
+                yield from _all_names(g)
+
+
+class Namer:
+    """Hands out names unused anywhere in the model (subgraphs included)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.used = set(_all_names(model.graph))
+
+    def __call__(self, base: str) -> str:
+        name, k = base, 1
+        while name in self.used:
+            k += 1
+            name = f"{base}_{k}"
+        self.used.add(name)
+        return name
+
+
+def tag(node: onnx.NodeProto, rule: str, origin: onnx.NodeProto | None) -> None:
+    if origin is not None:
+        for p in origin.metadata_props:
+            if p.key != RULE_KEY:
+                node.metadata_props.add(key=p.key, value=p.value)
+    node.metadata_props.add(key=RULE_KEY, value=rule)
+
+
+def insert_before(graph: onnx.GraphProto, index: int, new: Sequence[onnx.NodeProto]) -> None:
+    """Insert ``new`` before ``graph.node[index]``, keeping the list topologically sorted.
+
+    Python protobuf cannot insert into a repeated message field, so the list is
+    rebuilt: node objects taken from this graph before the call are detached
+    afterwards.  Callers therefore edit the anchor first and apply several
+    edits to one graph from the highest index down (see :func:`apply_edits`).
+    """
+    nodes = [onnx.NodeProto() for _ in graph.node]
+    for c, n in zip(nodes, graph.node):
+        c.CopyFrom(n)
+    added = [onnx.NodeProto() for _ in new]
+    for c, n in zip(added, new):
+        c.CopyFrom(n)
+    nodes[index:index] = added
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def index_of(graph: onnx.GraphProto, node: onnx.NodeProto) -> int:
+    for i, n in enumerate(graph.node):
+        if n is node or n == node:
+            return i
+    raise KeyError(node.name)
+
+
+def const_node(namer: Namer, base: str, array: np.ndarray, rule: str,
+               origin: onnx.NodeProto | None) -> onnx.NodeProto:
+    out = namer(f"{base}_output_0")
+    node = helper.make_node("Constant", [], [out], name=namer(base),
+                            value=numpy_helper.from_array(array, name=""))
+    tag(node, rule, origin)
+    return node
+
+
+def unsqueeze_nodes(namer: Namer, opset: int, value: str, axes: Sequence[int], rule: str,
+                    origin: onnx.NodeProto) -> tuple[list[onnx.NodeProto], str]:
+    """``Unsqueeze(value, axes)`` in the form the model's opset wants."""
+    base = f"{origin.name or origin.op_type}/onnxfix_unsqueeze"
+    out = namer(f"{base}_output_0")
+    if opset >= 13:
+        c = const_node(namer, f"{base}/axes", np.asarray(list(axes), dtype=np.int64), rule, origin)
+        node = helper.make_node("Unsqueeze", [value, c.output[0]], [out], name=namer(base))
+        tag(node, rule, origin)
+        return [c, node], out
+    node = helper.make_node("Unsqueeze", [value], [out], name=namer(base), axes=list(axes))
+    tag(node, rule, origin)
+    return [node], out

@@ -1,0 +1,291 @@
+"""Model I/O: the only place that reads or writes model files.
+
+Every path a model names (external data) is validated here before any library
+touches it, because the libraries underneath do not all check: onnxruntime
+reads hard-linked data files, onnxsim and onnx-graphsurgeon resolve
+locations the model chooses.  Lint loads the graph without weight bytes;
+repair loads weights only after their locations are proven safe.  Writes go
+to a temporary file in the destination folder and are renamed into place, so
+a failure or a kill never leaves a partial model behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+#: Protobuf cannot serialise a message over 2 GiB; above this, weights go to external data.
+PROTOBUF_LIMIT = 2**31 - 1
+
+
+class ModelError(Exception):
+    """A model that cannot be used, with a message fit for one line of output."""
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass
+class LoadedModel:
+    """A parsed model and where it came from."""
+
+    path: Path
+    model: onnx.ModelProto
+    #: External data files used by the model, as validated absolute paths.
+    external_files: list[Path] = field(default_factory=list)
+    weights_loaded: bool = False
+
+    @property
+    def uses_external_data(self) -> bool:
+        return bool(self.external_files)
+
+
+def iter_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    """Every tensor stored in a graph and its subgraphs (initializers and attributes)."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from iter_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from iter_tensors(sub)
+
+
+def _external_info(tensor: onnx.TensorProto) -> dict[str, str]:
+    return {e.key: e.value for e in tensor.external_data}
+
+
+def _check_regular_input(path: Path) -> None:
+    if not os.path.lexists(path):
+        raise ModelError(path, "file not found")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ModelError(path, f"cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ModelError(path, "is a directory, not an ONNX model file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(path, "is not a regular file (device, FIFO or socket)")
+    if st.st_size == 0:
+        raise ModelError(path, "is empty, not an ONNX model")
+    if not os.access(path, os.R_OK):
+        raise ModelError(path, "cannot be read (permission denied)")
+
+
+def validate_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:
+    """Check every external-data reference and return the files they name.
+
+    A location must be relative, stay inside the model's folder once links are
+    resolved, name a regular file with a single hard link, and the declared
+    offset/length must lie inside it.  Only ``stat`` is used: no weight bytes
+    are read here.
+    """
+    base = model_path.resolve().parent
+    files: dict[Path, int] = {}
+    for tensor in iter_tensors(model.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = _external_info(tensor)
+        loc = info.get("location", "")
+        where = f"external data of tensor '{tensor.name}'"
+        if not loc:
+            raise ModelError(model_path, f"{where} has no location")
+        if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
+            raise ModelError(model_path, f"{where} uses an absolute location '{loc}' (refused)")
+        parts = Path(loc.replace("\\", "/")).parts
+        if ".." in parts:
+            raise ModelError(model_path, f"{where} points outside the model folder '{loc}' (refused)")
+        target = base / loc
+        try:
+            resolved = target.resolve(strict=True)
+        except (FileNotFoundError, RuntimeError):
+            raise ModelError(model_path, f"{where}: file '{loc}' not found") from None
+        if base != resolved.parent and base not in resolved.parents:
+            raise ModelError(
+                model_path, f"{where}: '{loc}' resolves outside the model folder (refused)"
+            )
+        if target.is_symlink():
+            raise ModelError(model_path, f"{where}: '{loc}' is a symbolic link (refused)")
+        st = os.stat(resolved)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelError(model_path, f"{where}: '{loc}' is not a regular file")
+        if st.st_nlink > 1:
+            raise ModelError(model_path, f"{where}: '{loc}' has several hard links (refused)")
+        try:
+            offset = int(info.get("offset", "0") or 0)
+            length = int(info["length"]) if info.get("length") else None
+        except ValueError:
+            raise ModelError(model_path, f"{where}: offset/length are not integers") from None
+        if offset < 0 or (length is not None and length < 0):
+            raise ModelError(model_path, f"{where}: negative offset or length")
+        end = offset + (length or 0)
+        if offset > st.st_size or end > st.st_size:
+            raise ModelError(
+                model_path,
+                f"{where}: offset/length ({offset}+{length}) past the end of '{loc}' "
+                f"({st.st_size} bytes)",
+            )
+        files[resolved] = st.st_size
+    return sorted(files)
+
+
+def load(path: str | os.PathLike[str], *, weights: bool = False) -> LoadedModel:
+    """Parse a model; with ``weights`` also read its external data (after validation)."""
+    p = Path(path)
+    _check_regular_input(p)
+    try:
+        with open(p, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ModelError(p, f"cannot be read ({exc.strerror})") from None
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError):
+        raise ModelError(p, "is not an ONNX model (protobuf parse failed: truncated or not ONNX)") from None
+    del data
+    if not model.HasField("graph") or (
+        not model.graph.node and not model.graph.input and not model.graph.output
+    ):
+        raise ModelError(p, "is not an ONNX model (no graph found)")
+    if model.ir_version <= 0:
+        raise ModelError(p, "is not an ONNX model (no IR version)")
+    external = validate_external_data(model, p)
+    loaded = LoadedModel(path=p, model=model, external_files=external)
+    if weights and external:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(p.resolve().parent))
+        except (OSError, ValueError) as exc:
+            raise ModelError(p, f"external data could not be read ({exc})") from None
+        loaded.weights_loaded = True
+    else:
+        loaded.weights_loaded = not external
+    return loaded
+
+
+def _tmp_in(folder: Path, suffix: str) -> Path:
+    fd, name = tempfile.mkstemp(prefix=".onnxfix-", suffix=suffix, dir=folder)
+    os.close(fd)
+    return Path(name)
+
+
+def write_atomic(
+    model: onnx.ModelProto,
+    out: str | os.PathLike[str],
+    *,
+    external_data: bool,
+    verify: Callable[[Path], None] | None = None,
+) -> None:
+    """Serialise ``model`` next to ``out`` and move it into place.
+
+    ``verify`` is called with the temporary path before the rename; if it
+    raises, the temporary files are removed and ``out`` is untouched.  With
+    ``external_data`` the weights go to ``<out name>.data`` beside it (written
+    under a temporary name as well, renamed only after verification).
+    """
+    out = Path(out)
+    folder = out.resolve().parent
+    if not folder.is_dir():
+        raise ModelError(out, "output folder does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ModelError(out, "output folder is not writable")
+    need_external = external_data or model.ByteSize() > PROTOBUF_LIMIT
+    tmp_model = _tmp_in(folder, ".onnx")
+    tmp_data: Path | None = None
+    final_data = folder / (out.name + ".data")
+    try:
+        if need_external:
+            tmp_data = _tmp_in(folder, ".data")
+            model = _copy_for_external(model)  # save_model rewrites the proto in place
+            onnx.save_model(
+                model,
+                str(tmp_model),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=tmp_data.name,
+                size_threshold=1024,
+            )
+            if verify is not None:
+                verify(tmp_model)
+            _relocate_external(model, tmp_data.name, final_data.name)
+            with open(tmp_model, "wb") as fh:
+                fh.write(model.SerializeToString())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_data, final_data)
+            tmp_data = None
+        else:
+            with open(tmp_model, "wb") as fh:
+                fh.write(model.SerializeToString())
+                fh.flush()
+                os.fsync(fh.fileno())
+            if verify is not None:
+                verify(tmp_model)
+        os.replace(tmp_model, out)
+    except OSError as exc:
+        raise ModelError(out, f"could not be written ({exc.strerror or exc})") from None
+    finally:
+        for leftover in (tmp_model, tmp_data):
+            if leftover is not None and leftover.exists():
+                leftover.unlink()
+
+
+def _copy_for_external(model: onnx.ModelProto) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return copy
+
+
+def _relocate_external(model: onnx.ModelProto, old: str, new: str) -> None:
+    for tensor in iter_tensors(model.graph):
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value == old:
+                entry.value = new
+
+
+def copy_atomic(src: LoadedModel, out: str | os.PathLike[str]) -> None:
+    """Copy a model that needs no change, byte for byte (idempotent repair)."""
+    out = Path(out)
+    folder = out.resolve().parent
+    if src.path.resolve() == out.resolve():
+        return
+    if src.external_files:
+        # The model names its data files; copying them beside the output keeps it whole.
+        for data in src.external_files:
+            rel = data.relative_to(src.path.resolve().parent)
+            dest = folder / rel
+            if dest.resolve() == data:
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _tmp_in(dest.parent, ".data")
+            try:
+                shutil.copyfile(data, tmp)
+                os.replace(tmp, dest)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+    tmp = _tmp_in(folder, ".onnx")
+    try:
+        shutil.copyfile(src.path, tmp)
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ModelError(out, f"could not be written ({exc.strerror or exc})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,39 @@
+"""The machine-readable contract.  Bump :data:`SCHEMA_VERSION` on any breaking change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SCHEMA_VERSION = "1"
+
+
+def lint_json(results: list[Any], errors: list[tuple[str, str]]) -> str:
+    files = [
+        {"path": r.path, "findings": [f.to_json() for f in r.findings], "notes": r.notes}
+        for r in results
+    ]
+    files += [{"path": p, "error": msg, "findings": []} for p, msg in errors]
+    return json.dumps({"version": SCHEMA_VERSION, "files": files}, indent=2)
+
+
+def repair_json(result: Any) -> str:
+    ver = result.verification
+    doc = {
+        "version": SCHEMA_VERSION,
+        "input": result.input,
+        "output": result.output,
+        "written": result.written,
+        "fixed": [f.to_json() for f in result.fixed],
+        "remaining": [f.to_json() for f in result.remaining],
+        "verification": None
+        if ver is None
+        else {
+            "steps": [{"name": s.name, "detail": s.detail} for s in ver.steps],
+            "settings": ver.settings,
+            "compared_with": ver.compared_with,
+            "max_abs_diff": ver.max_abs_diff,
+        },
+        "error": result.error,
+    }
+    return json.dumps(doc, indent=2)

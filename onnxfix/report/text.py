@@ -1,0 +1,94 @@
+"""Text output for people, rendered with rich (plain when not a terminal)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.table import Table
+from rich.text import Text
+
+_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _finding(console: Console, path: str, f: Any) -> None:
+    head = Text()
+    head.append(f"{path}", style="bold")
+    head.append(f" [{f.graph}] {f.node} ({f.op_type})  ")
+    head.append(f"{f.rule} ", style=_STYLE[f.severity.value])
+    head.append(f"{f.severity.value}: ", style=_STYLE[f.severity.value])
+    head.append(f.message)
+    console.print(head)
+    if f.scope:
+        console.print(f"    PyTorch scope: {f.scope}")
+    if f.source:
+        console.print(f"    source: {f.source}")
+    if f.fix is not None:
+        console.print(f"    fix ({f.fix.applicability.value}): {f.fix.title}", style="green")
+    if f.advice:
+        console.print(f"    in PyTorch: {f.advice}", style="dim")
+
+
+def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
+    console = _console()
+    total = {"error": 0, "warning": 0, "info": 0}
+    fixable = 0
+    for r in results:
+        for note in r.notes:
+            console.print(f"{r.path}: note: {note}", style="dim")
+        for f in r.findings:
+            _finding(console, r.path, f)
+            total[f.severity.value] += 1
+            fixable += f.fix is not None and f.fix.applicability.value != "display-only"
+    n = len(results)
+    summary = (
+        f"{n} file{'s' * (n != 1)} checked: {total['error']} error(s), "
+        f"{total['warning']} warning(s), {total['info']} info; {fixable} fixable with "
+        "`onnxfix repair`"
+    )
+    console.print(summary if any(total.values()) else f"{n} file{'s' * (n != 1)} checked: "
+                  "no problems found", style="bold")
+
+
+def print_repair(result: Any, dry_run: bool) -> None:
+    console = _console()
+    verb = "would fix" if dry_run else "fixed"
+    for f in result.fixed:
+        console.print(f"{verb} {f.rule} at {f.node} ({f.op_type}): {f.fix.title}", style="green")
+    for f in result.remaining:
+        _finding(console, result.input, f)
+    ver = result.verification
+    if ver is not None:
+        for s in ver.steps:
+            console.print(f"  verified {s.name}: {s.detail}", style="dim")
+    if result.error:
+        console.print(f"{result.input}: repair failed, nothing written: {result.error}",
+                      style="bold red")
+    elif result.written:
+        console.print(f"wrote {result.output} ({len(result.fixed)} fix(es), "
+                      f"{len(result.remaining)} finding(s) left)", style="bold")
+    elif dry_run:
+        console.print(f"dry run: {len(result.fixed)} fix(es) would be applied; nothing written",
+                      style="bold")
+
+
+def print_rules(rules: list[Any]) -> None:
+    table = Table(title="onnxfix rules")
+    for col in ("code", "name", "severity", "fix", "summary"):
+        table.add_column(col)
+    for r in rules:
+        table.add_row(r.code, r.name, r.severity.value,
+                      r.fixable.value if r.fixable else "-", r.summary)
+    _console().print(table)
+
+
+def print_rule(rule: Any) -> None:
+    console = _console()
+    console.print(f"# {rule.code} {rule.name} ({rule.severity.value})", style="bold")
+    console.print(rule.summary)
+    console.print(Markdown(rule.docs))

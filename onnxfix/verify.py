@@ -1,0 +1,348 @@
+"""Verification: a repaired model is written only after it has proven itself.
+
+Checks, in order: the full ONNX checker, strict shape inference, the
+interface (input/output names, dtypes, dims) against the original, that
+onnxruntime loads it, and probe runs.  Probe runs give every dynamic
+dimension a *distinct* value other than 1 — 1 is what hides broadcasting bugs
+— at two settings, and compare with the original model where it runs, else
+with stored reference outputs.  onnxruntime is imported here and only here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+#: Rungs of the probe ladder.  Each gives two settings (base + 2i, base + 2i + 1),
+#: so symbols never share a value and never take 1.
+PROBE_BASES = (3, 17, 61, 401, 1601)
+#: Probe settings whose inputs would hold more elements than this are skipped.
+MAX_PROBE_ELEMENTS = 50_000_000
+
+
+class VerificationError(Exception):
+    def __init__(self, step: str, detail: str) -> None:
+        self.step = step
+        self.detail = detail
+        super().__init__(f"verification failed at {step}: {detail}")
+
+
+@dataclass
+class Step:
+    name: str
+    detail: str
+
+
+@dataclass
+class Report:
+    steps: list[Step] = field(default_factory=list)
+    settings: list[dict[str, int]] = field(default_factory=list)
+    compared_with: str = "nothing"
+    max_abs_diff: float = 0.0
+
+    def add(self, name: str, detail: str) -> None:
+        self.steps.append(Step(name, detail))
+
+
+# --- interface -----------------------------------------------------------------------------
+
+
+def _dims(vi: onnx.ValueInfoProto) -> tuple | None:
+    t = vi.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim
+    )
+
+
+def interface(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple | None]]]:
+    init = {t.name for t in model.graph.initializer}
+    return {
+        "inputs": [
+            (vi.name, vi.type.tensor_type.elem_type, _dims(vi))
+            for vi in model.graph.input
+            if vi.name not in init
+        ],
+        "outputs": [
+            (vi.name, vi.type.tensor_type.elem_type, _dims(vi)) for vi in model.graph.output
+        ],
+    }
+
+
+def interface_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> list[str]:
+    a, b = interface(before), interface(after)
+    diffs = []
+    for kind in ("inputs", "outputs"):
+        if a[kind] != b[kind]:
+            diffs.append(f"{kind}: {a[kind]} -> {b[kind]}")
+    return diffs
+
+
+# --- probe inputs --------------------------------------------------------------------------
+
+
+def input_symbols(model: onnx.ModelProto) -> list[str]:
+    """Dynamic dims of the graph inputs; an unnamed dynamic dim gets its own key."""
+    init = {t.name for t in model.graph.initializer}
+    syms: list[str] = []
+    for vi in model.graph.input:
+        if vi.name in init:
+            continue
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value"):
+                continue
+            key = d.dim_param or f"{vi.name}:{i}"
+            if key not in syms:
+                syms.append(key)
+    return syms
+
+
+def probe_ladder(symbols: Sequence[str]) -> list[tuple[dict[str, int], dict[str, int]]]:
+    rungs = []
+    for base in PROBE_BASES:
+        a = {s: base + 2 * i for i, s in enumerate(symbols)}
+        b = {s: base + 2 * i + 1 for i, s in enumerate(symbols)}
+        rungs.append((a, b))
+    return rungs
+
+
+_NP = {
+    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.BOOL: np.bool_,
+    onnx.TensorProto.INT16: np.int16,
+}
+
+
+def make_inputs(model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
+                ) -> dict[str, np.ndarray] | None:
+    rng = np.random.default_rng(seed)
+    init = {t.name for t in model.graph.initializer}
+    feeds: dict[str, np.ndarray] = {}
+    total = 0
+    for vi in model.graph.input:
+        if vi.name in init:
+            continue
+        tt = vi.type.tensor_type
+        shape = []
+        for i, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                shape.append(d.dim_value)
+            else:
+                shape.append(setting[d.dim_param or f"{vi.name}:{i}"])
+        total += math.prod(shape)
+        if total > MAX_PROBE_ELEMENTS:
+            return None
+        dtype = _NP.get(tt.elem_type)
+        if dtype is None:
+            raise VerificationError("probe", f"input '{vi.name}' has a dtype onnxfix cannot feed")
+        if dtype == np.bool_:
+            arr = rng.random(shape) < 0.2
+        elif np.issubdtype(dtype, np.integer):
+            arr = rng.integers(0, 4, size=shape).astype(dtype)
+        else:
+            arr = rng.standard_normal(shape).astype(dtype)
+        feeds[vi.name] = arr
+    return feeds
+
+
+# --- running ---------------------------------------------------------------------------------
+
+
+def session(path_or_bytes: str | Path | bytes) -> Any:
+    import onnxruntime as ort  # heavy: imported only when a model is run
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
+    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+
+
+def run(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def first_error_line(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text[:400]
+
+
+def tolerance(arr: np.ndarray) -> float:
+    return 1e-2 if arr.dtype == np.float16 else 1e-4
+
+
+def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
+    """Max abs difference over all outputs; raises on a shape or value mismatch."""
+    worst = 0.0
+    for name, ref in want.items():
+        if name not in got:
+            raise VerificationError("compare", f"output '{name}' missing")
+        out = got[name]
+        if out.shape != ref.shape:
+            raise VerificationError(
+                "compare", f"output '{name}' has shape {out.shape}, reference {ref.shape}"
+            )
+        if ref.dtype.kind in "fc":
+            a, b = out.astype(np.float64), ref.astype(np.float64)
+            same_nan = np.isnan(a) == np.isnan(b)
+            if not same_nan.all():
+                raise VerificationError("compare", f"output '{name}' differs in NaN positions")
+            diff = np.abs(np.nan_to_num(a) - np.nan_to_num(b))
+            m = float(diff.max()) if diff.size else 0.0
+            if m > tolerance(ref):
+                raise VerificationError(
+                    "compare", f"output '{name}' differs by {m:.3g} (tolerance {tolerance(ref)})"
+                )
+            worst = max(worst, m)
+        elif not np.array_equal(out, ref):
+            raise VerificationError("compare", f"output '{name}' differs")
+    return worst
+
+
+def check_output_dims(model: onnx.ModelProto, setting: dict[str, int],
+                      outs: dict[str, np.ndarray]) -> None:
+    """Declared output dims must hold at run time (catches a silently wrong shape)."""
+    for vi in model.graph.output:
+        arr = outs.get(vi.name)
+        dims = _dims(vi)
+        if arr is None or dims is None:
+            continue
+        if len(dims) != arr.ndim:
+            raise VerificationError(
+                "output shape", f"'{vi.name}' has rank {arr.ndim}, declared {len(dims)}"
+            )
+        for i, (d, got) in enumerate(zip(dims, arr.shape)):
+            want = d if isinstance(d, int) else setting.get(d)
+            if want is not None and want != got:
+                raise VerificationError(
+                    "output shape",
+                    f"'{vi.name}' axis {i} is {got} at {setting}, declared {d} = {want}",
+                )
+
+
+def load_reference(path: str | Path) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+    """Cases from an ``.npz`` with keys ``<case>/in/<name>`` and ``<case>/out/<name>``."""
+    cases: dict[str, tuple[dict, dict]] = {}
+    with np.load(path, allow_pickle=False) as z:
+        for key in z.files:
+            case, kind, name = key.split("/", 2)
+            feeds, outs = cases.setdefault(case, ({}, {}))
+            (feeds if kind == "in" else outs)[name] = z[key]
+    return [cases[k] for k in sorted(cases)]
+
+
+# --- the whole verification -------------------------------------------------------------------
+
+
+def verify(
+    original_path: Path | None,
+    original: onnx.ModelProto,
+    candidate_path: Path,
+    *,
+    reference: Path | None = None,
+    probe: bool = True,
+    report: Report | None = None,
+) -> Report:
+    """Verify the model written at ``candidate_path``; raise :class:`VerificationError`."""
+    rep = report or Report()
+    try:
+        onnx.checker.check_model(str(candidate_path), full_check=True)
+    except Exception as exc:  # noqa: BLE001 - any checker failure is a verification failure
+        raise VerificationError("checker", first_error_line(exc)) from None
+    rep.add("checker", "onnx.checker (full) passed")
+    cand = onnx.load(str(candidate_path), load_external_data=False)
+    try:
+        onnx.shape_inference.infer_shapes(cand, check_type=True, strict_mode=True)
+    except Exception as exc:  # noqa: BLE001
+        raise VerificationError("shape inference", first_error_line(exc)) from None
+    rep.add("shape inference", "strict shape inference passed")
+    diffs = interface_diff(original, cand)
+    if diffs:
+        raise VerificationError("interface", "; ".join(diffs))
+    rep.add("interface", "input/output names, dtypes and dims unchanged")
+    try:
+        sess = session(candidate_path)
+    except Exception as exc:  # noqa: BLE001
+        raise VerificationError("onnxruntime load", first_error_line(exc)) from None
+    rep.add("onnxruntime load", "InferenceSession created")
+    if not probe:
+        rep.add("probe", "skipped (--no-verify)")
+        return rep
+    _probe(original_path, cand, sess, reference, rep)
+    return rep
+
+
+def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
+           reference: Path | None, rep: Report) -> None:
+    symbols = input_symbols(cand)
+    orig_sess = None
+    orig_error = None
+    if original_path is not None:
+        try:
+            orig_sess = session(original_path)
+        except Exception as exc:  # noqa: BLE001 - the original may be the broken one
+            orig_error = first_error_line(exc)
+    compared = 0
+    failures: list[str] = []
+    if reference is not None:
+        for feeds, want in load_reference(reference):
+            try:
+                got = run(sess, feeds)
+            except Exception as exc:  # noqa: BLE001
+                raise VerificationError("probe", f"reference inputs: {first_error_line(exc)}")
+            rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want))
+            compared += 1
+        rep.compared_with = f"reference outputs ({compared} cases)"
+    ladder = probe_ladder(symbols) if symbols else [({}, {})]
+    for a, b in ladder:
+        results = []
+        for seed, setting in enumerate((a, b) if symbols else (a,)):
+            feeds = make_inputs(cand, setting, seed)
+            if feeds is None:
+                break
+            try:
+                got = run(sess, feeds)
+                check_output_dims(cand, setting, got)
+            except VerificationError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - try the next rung
+                failures.append(f"{setting}: {first_error_line(exc)}")
+                break
+            results.append((setting, feeds, got))
+        else:
+            for setting, feeds, got in results:
+                rep.settings.append(setting)
+                if orig_sess is None:
+                    continue
+                try:
+                    want = run(orig_sess, feeds)
+                except Exception as exc:  # noqa: BLE001 - original broken here
+                    orig_error = first_error_line(exc)
+                    continue
+                rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want))
+                compared += 1
+            break
+    if not rep.settings:
+        raise VerificationError(
+            "probe",
+            "the repaired model ran at no probe setting: " + (failures[-1] if failures else "?"),
+        )
+    if reference is None:
+        if compared:
+            rep.compared_with = f"original model ({compared} settings)"
+        else:
+            rep.compared_with = "nothing: the original does not run" + (
+                f" ({orig_error})" if orig_error else ""
+            ) + "; outputs checked for declared shapes only (pass --reference to compare)"
+    desc = ", ".join(str(s) for s in rep.settings) if symbols else "static shapes"
+    rep.add("probe", f"ran at {desc}; compared with {rep.compared_with}; "
+                     f"max abs diff {rep.max_abs_diff:.3g}")
