@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("onnxfix: interrupted; nothing written", file=sys.stderr)
         return EXIT_FAILURE
-    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, exit 2
+    except Exception as exc:
         print(f"onnxfix: internal error: {type(exc).__name__}: {exc}".splitlines()[0],
               file=sys.stderr)
         return EXIT_FAILURE

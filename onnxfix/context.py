@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnxfix.shapes import Dim, Propagator, Shape
+from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
 
 SUBGRAPH_ATTRS = ("then_branch", "else_branch", "body")
 
@@ -53,6 +53,14 @@ class Context:
     graphs: list[GraphCtx]
     opset: int
     inference_error: str | None = None
+    #: display names for derived dims, learned from the dims the graph outputs declare
+    aliases: dict[Sym, str] = field(default_factory=dict)
+
+    def fmt(self, shape: Shape | None) -> str:
+        return fmt_shape(shape, self.aliases)
+
+    def fmt_dim(self, dim: Dim) -> str:
+        return fmt_dim(dim, self.aliases)
 
     @property
     def main(self) -> GraphCtx:
@@ -87,7 +95,7 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
                                               data_prop=True),
             None,
         )
-    except Exception as exc:  # noqa: BLE001 - inference is advisory here
+    except Exception as exc:
         return None, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
 
 
@@ -123,7 +131,20 @@ def build(model: onnx.ModelProto) -> Context:
                 visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc)
 
     visit(model.graph, inferred.graph if inferred is not None else None, "main", None)
-    return Context(model, graphs, opset, err)
+    return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]))
+
+
+def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:
+    """An output declared ``[B, T, C]`` names the derived dims computed for it."""
+    aliases: dict[Sym, str] = {}
+    for vi in graph.output:
+        shape = main.shape(vi.name)
+        if shape is None or not vi.type.HasField("tensor_type"):
+            continue
+        for d, decl in zip(shape, vi.type.tensor_type.shape.dim):
+            if isinstance(d, Sym) and d.kind != "sym" and decl.dim_param:
+                aliases.setdefault(d, decl.dim_param)
+    return aliases
 
 
 # --- PyTorch provenance ------------------------------------------------------------------

@@ -110,7 +110,9 @@ def validate_external_data(model: onnx.ModelProto, model_path: Path) -> list[Pat
             raise ModelError(model_path, f"{where} uses an absolute location '{loc}' (refused)")
         parts = Path(loc.replace("\\", "/")).parts
         if ".." in parts:
-            raise ModelError(model_path, f"{where} points outside the model folder '{loc}' (refused)")
+            raise ModelError(
+                model_path, f"{where} points outside the model folder '{loc}' (refused)"
+            )
         target = base / loc
         try:
             resolved = target.resolve(strict=True)
@@ -158,7 +160,9 @@ def load(path: str | os.PathLike[str], *, weights: bool = False) -> LoadedModel:
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError):
-        raise ModelError(p, "is not an ONNX model (protobuf parse failed: truncated or not ONNX)") from None
+        raise ModelError(
+            p, "is not an ONNX model (protobuf parse failed: truncated or not ONNX)"
+        ) from None
     del data
     if not model.HasField("graph") or (
         not model.graph.node and not model.graph.input and not model.graph.output

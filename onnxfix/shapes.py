@@ -54,6 +54,8 @@ class Sym:
             return f"({a[0]} // {a[1]})"
         if k == "mod":
             return f"({a[0]} % {a[1]})"
+        if k == "conv":
+            return f"conv({a[0]};k={a[1]},s={a[2]})"
         return f"{k}({', '.join(map(str, a))})"
 
     @property
@@ -80,14 +82,18 @@ def named(name: str) -> Sym:
     return Sym("sym", (name,))
 
 
-def fmt_dim(d: Dim | None) -> str:
-    return "?" if d is None else str(d)
+def fmt_dim(d: Dim | None, aliases: dict[Sym, str] | None = None) -> str:
+    if d is None:
+        return "?"
+    if aliases and isinstance(d, Sym) and d in aliases:
+        return aliases[d]
+    return str(d)
 
 
-def fmt_shape(shape: Sequence[Dim] | None) -> str:
+def fmt_shape(shape: Sequence[Dim] | None, aliases: dict[Sym, str] | None = None) -> str:
     if shape is None:
         return "[?]"
-    return "[" + ", ".join(fmt_dim(d) for d in shape) + "]"
+    return "[" + ", ".join(fmt_dim(d, aliases) for d in shape) + "]"
 
 
 # --- arithmetic on dims -------------------------------------------------------
@@ -362,7 +368,7 @@ class Propagator:
         for node in g.node:
             try:
                 self._node(node)
-            except Exception:  # noqa: BLE001 - an op we misread must not stop the analysis
+            except Exception:
                 for o in node.output:
                     self._set(o, None)
 
@@ -374,7 +380,7 @@ class Propagator:
             return None
         return list(v)  # type: ignore[arg-type]
 
-    def _node(self, node: onnx.NodeProto) -> None:  # noqa: C901 - a dispatch table in code
+    def _node(self, node: onnx.NodeProto) -> None:
         op = node.op_type
         ins = list(node.input)
         shp = [self.shape(i) if i else None for i in ins]
@@ -748,7 +754,9 @@ class Propagator:
                 eff = dil[i] * (k - 1) + 1
                 spatial.append((d + pads[i] + pads[i + nsp] - eff) // strides[i] + 1)
             else:
-                spatial.append(derived("conv", d, k, strides[i], dil[i], pads[i] + pads[i + nsp], ceil))
+                spatial.append(
+                    derived("conv", d, k, strides[i], dil[i], pads[i] + pads[i + nsp], ceil)
+                )
         outs = [(x[0], channels, *spatial)]
         self._set(out, tuple(outs[0]), None, False, dt0)
         for extra in node.output[1:]:

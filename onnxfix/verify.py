@@ -256,13 +256,13 @@ def verify(
     rep = report or Report()
     try:
         onnx.checker.check_model(str(candidate_path), full_check=True)
-    except Exception as exc:  # noqa: BLE001 - any checker failure is a verification failure
+    except Exception as exc:
         raise VerificationError("checker", first_error_line(exc)) from None
     rep.add("checker", "onnx.checker (full) passed")
     cand = onnx.load(str(candidate_path), load_external_data=False)
     try:
         onnx.shape_inference.infer_shapes(cand, check_type=True, strict_mode=True)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise VerificationError("shape inference", first_error_line(exc)) from None
     rep.add("shape inference", "strict shape inference passed")
     diffs = interface_diff(original, cand)
@@ -271,7 +271,7 @@ def verify(
     rep.add("interface", "input/output names, dtypes and dims unchanged")
     try:
         sess = session(candidate_path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise VerificationError("onnxruntime load", first_error_line(exc)) from None
     rep.add("onnxruntime load", "InferenceSession created")
     if not probe:
@@ -289,7 +289,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
     if original_path is not None:
         try:
             orig_sess = session(original_path)
-        except Exception as exc:  # noqa: BLE001 - the original may be the broken one
+        except Exception as exc:
             orig_error = first_error_line(exc)
     compared = 0
     failures: list[str] = []
@@ -297,8 +297,10 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
         for feeds, want in load_reference(reference):
             try:
                 got = run(sess, feeds)
-            except Exception as exc:  # noqa: BLE001
-                raise VerificationError("probe", f"reference inputs: {first_error_line(exc)}")
+            except Exception as exc:
+                raise VerificationError(
+                    "probe", f"reference inputs: {first_error_line(exc)}"
+                ) from None
             rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want))
             compared += 1
         rep.compared_with = f"reference outputs ({compared} cases)"
@@ -314,7 +316,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
                 check_output_dims(cand, setting, got)
             except VerificationError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - try the next rung
+            except Exception as exc:
                 failures.append(f"{setting}: {first_error_line(exc)}")
                 break
             results.append((setting, feeds, got))
@@ -325,7 +327,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
                     continue
                 try:
                     want = run(orig_sess, feeds)
-                except Exception as exc:  # noqa: BLE001 - original broken here
+                except Exception as exc:
                     orig_error = first_error_line(exc)
                     continue
                 rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want))

@@ -18,7 +18,7 @@ from onnxfix import edit
 from onnxfix.context import Context, GraphCtx, scope_of, source_of
 from onnxfix.findings import Applicability, Finding, Fix, Severity
 from onnxfix.registry import Rule
-from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Sym, broadcast, fmt_shape
+from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Sym, broadcast
 
 FAMILY = "where-broadcast"
 
@@ -121,7 +121,7 @@ def _mask_signature(cond: tuple, data: tuple) -> bool:
     return all(c == d or c == 1 for c, d in zip(cond, data[:rc]))
 
 
-def _conditional_terms(check: BroadcastCheck) -> list[str]:
+def _conditional_terms(ctx: Context, check: BroadcastCheck) -> list[str]:
     """Human-readable conditions under which the conflicting axes would broadcast."""
     terms = []
     for _axis, dims in check.conflicts:
@@ -129,10 +129,10 @@ def _conditional_terms(check: BroadcastCheck) -> list[str]:
         ints = [d for d in dims if isinstance(d, int)]
         for s in syms:
             if ints:
-                terms.append(f"{s} == {ints[0]} or {s} == 1")
+                terms.append(f"{ctx.fmt_dim(s)} == {ints[0]} or {ctx.fmt_dim(s)} == 1")
             else:
-                others = [str(o) for o in dims if o != s]
-                terms.append(f"{s} == {' == '.join(others)} (or one is 1)")
+                others = [ctx.fmt_dim(o) for o in dims if o != s]
+                terms.append(f"{ctx.fmt_dim(s)} == {' == '.join(others)} (or one is 1)")
                 break
     return terms
 
@@ -147,15 +147,15 @@ def _varying_vs_fixed(check: BroadcastCheck) -> bool:
     return False
 
 
-def _location(g: GraphCtx, node: onnx.NodeProto, names: list[str], shapes: list
-              ) -> dict:
+def _location(ctx: Context, g: GraphCtx, node: onnx.NodeProto, names: list[str],
+              shapes: list) -> dict:
     return {
         "graph": g.path,
         "node": node.name or f"<{node.op_type} producing {node.output[0]}>",
         "op_type": node.op_type,
         "scope": scope_of(node),
         "source": source_of(node),
-        "inputs": [(n, fmt_shape(s)) for n, s in zip(names, shapes)],
+        "inputs": [(n, ctx.fmt(s)) for n, s in zip(names, shapes)],
         "node_ref": node,
         "graph_ref": g.graph,
     }
@@ -183,16 +183,17 @@ def detect_incompatible(ctx: Context) -> Iterable[Finding]:
         if node.op_type == "Where" and _mask_finding(g, node, names, shapes) is not None:
             continue  # WB102 says it better, with a fix
         axes = ", ".join(
-            f"axis -{axis}: {' vs '.join(map(str, dims))}" for axis, dims in check.conflicts
+            f"axis -{axis}: {' vs '.join(map(ctx.fmt_dim, dims))}"
+            for axis, dims in check.conflicts
         )
-        desc = ", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes))
+        desc = ", ".join(f"{n} {ctx.fmt(s)}" for n, s in zip(names, shapes))
         yield Finding(
             rule="WB101",
             name="broadcast-incompatible",
             severity=Severity.ERROR,
             message=f"{node.op_type} operands cannot broadcast ({axes}): {desc}",
             advice="no automatic fix: decide which operand has the wrong shape",
-            **_location(g, node, names, shapes),
+            **_location(ctx, g, node, names, shapes),
         )
 
 
@@ -229,14 +230,14 @@ def detect_mask_indexing(ctx: Context) -> Iterable[Finding]:
             continue
         di, axes, check = hit
         cond, data = shapes[0], shapes[di]
-        when = _conditional_terms(check)
+        when = _conditional_terms(ctx, check)
         fails = (
             "fails for every input" if check.concrete
             else "fails at run time unless " + "; ".join(when)
         )
         msg = (
-            f"Where condition '{names[0]}' {fmt_shape(cond)} lines up with the leading dims "
-            f"of '{names[di]}' {fmt_shape(data)} (PyTorch `x[mask] = v`), but ONNX broadcasts "
+            f"Where condition '{names[0]}' {ctx.fmt(cond)} lines up with the leading dims "
+            f"of '{names[di]}' {ctx.fmt(data)} (PyTorch `x[mask] = v`), but ONNX broadcasts "
             f"from the right, so it {fails}"
         )
         yield Finding(
@@ -248,7 +249,7 @@ def detect_mask_indexing(ctx: Context) -> Iterable[Finding]:
                     {"axes": axes}),
             advice="unsqueeze the mask before indexing: x.masked_fill(mask.unsqueeze(-1), v), "
             "or export with dynamo=True",
-            **_location(g, node, names, shapes),
+            **_location(ctx, g, node, names, shapes),
         )
 
 
@@ -265,16 +266,16 @@ def detect_conditional(ctx: Context) -> Iterable[Finding]:
             continue
         if _mask_finding(g, node, names, shapes) is not None:
             continue
-        desc = ", ".join(f"'{n}' {fmt_shape(s)}" for n, s in zip(names, shapes))
+        desc = ", ".join(f"'{n}' {ctx.fmt(s)}" for n, s in zip(names, shapes))
         yield Finding(
             rule="WB103",
             name="broadcast-conditional",
             severity=Severity.WARNING,
             message=f"{node.op_type} operands {desc} broadcast only if "
-            + "; ".join(_conditional_terms(check)),
+            + "; ".join(_conditional_terms(ctx, check)),
             advice="no automatic fix: check the exporting code for this size "
             "(a fixed-size table or a mask built for another axis)",
-            **_location(g, node, names, shapes),
+            **_location(ctx, g, node, names, shapes),
         )
 
 
