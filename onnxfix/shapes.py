@@ -157,18 +157,39 @@ def d_mul(a: Dim, b: Dim) -> Dim:
     return Sym("mul", tuple(sorted(factors, key=repr)))
 
 
+def _factors(d: Dim) -> tuple[int, list[Dim]]:
+    if isinstance(d, int):
+        return d, []
+    if d.kind == "mul":
+        const = 1
+        syms: list[Dim] = []
+        for t in d.args:
+            if isinstance(t, int):
+                const *= t
+            else:
+                syms.append(t)
+        return const, syms
+    return 1, [d]
+
+
 def d_floordiv(a: Dim, b: Dim) -> Dim:
+    """Exact division where the factors cancel (a reshape's -1), else a symbolic quotient."""
     if isinstance(a, int) and isinstance(b, int):
         return a // b if b else fresh("div0")
     if b == 1:
         return a
-    if a == b:
-        return 1
-    if isinstance(a, Sym) and a.kind == "mul" and b in a.args:
-        rest = list(a.args)
-        rest.remove(b)
-        return d_prod(rest)
-    return Sym("floordiv", (a, b))
+    ca, sa = _factors(a)
+    cb, sb = _factors(b)
+    for t in list(sb):
+        if t in sa:
+            sa.remove(t)
+            sb.remove(t)
+    if not sb and cb and ca % cb == 0:
+        return d_mul(ca // cb, d_prod(sa))
+    num, den = d_mul(ca, d_prod(sa)), d_mul(cb, d_prod(sb))
+    if den == 1:
+        return num
+    return Sym("floordiv", (num, den))
 
 
 def d_mod(a: Dim, b: Dim) -> Dim:
@@ -232,9 +253,13 @@ def broadcast(shapes: Sequence[Sequence[Dim]]) -> BroadcastCheck:
             ints = {d for d in distinct if isinstance(d, int)}
             if len(ints) > 1:
                 concrete = True
-        # prefer a concrete size, then a varying one
-        best = next((d for d in distinct if isinstance(d, int)), distinct[0])
-        out.append(best)
+        if len(distinct) > 1:
+            # The op fails here; guess what was meant so one bug does not cascade into
+            # findings downstream: the dim of the highest-rank operand (the data, not a mask).
+            top = max(range(len(shapes)), key=lambda k: (len(shapes[k]), k))
+            out.append(shapes[top][-i] if len(shapes[top]) >= i else distinct[0])
+            continue
+        out.append(distinct[0])
     return BroadcastCheck(tuple(reversed(out)), tuple(conflicts), concrete)
 
 
@@ -415,7 +440,9 @@ class Propagator:
             return
 
         if op in _SAME_SHAPE:
-            v = self.value(ins[0]) if op in ("Identity", "Cast", "CastLike") else None
+            v = self.value(ins[0]) if op in ("Identity", "Cast", "CastLike", "Neg") else None
+            if op == "Neg" and v is not None:
+                v = tuple(d_mul(-1, x) for x in v)
             dtype = dt0
             if op == "Cast":
                 dtype = int(_attr(node, "to", 0))
@@ -703,10 +730,16 @@ class Propagator:
             ends_v = self.value(ins[2])
             axes = self._const_ints(ins[3]) if len(ins) > 3 and ins[3] else None
             steps = self._const_ints(ins[4]) if len(ins) > 4 and ins[4] else None
-        if starts_v is None or ends_v is None:
-            self._set(out, None)
-            return
         r = len(s0)
+        if starts_v is None or ends_v is None:
+            # Bounds computed at run time: untouched axes keep their dims, sliced ones get
+            # a dim that is equal for equal slices (same input, same bound tensors).
+            res = list(s0)
+            for ax in axes if axes is not None else range(r):
+                ax = ax + r if ax < 0 else ax
+                res[ax] = derived("slice", s0[ax], *ins[1:])
+            self._set(out, tuple(res), None, False, dt0)
+            return
         axes = list(axes) if axes is not None else list(range(len(starts_v)))
         steps = list(steps) if steps is not None else [1] * len(axes)
         res = list(s0)
