@@ -103,10 +103,16 @@ def apply_fixes(model: onnx.ModelProto, rules: list[Rule], *, unsafe: bool = Fal
             seen.add(key)
             planned.append((f.graph.count("/"), idx, f))
         planned.sort(key=lambda t: (t[0], t[1]), reverse=True)
+        prune: list[tuple[str, str]] = []
         for _depth, idx, f in planned:
-            ectx = edit.EditContext(f.graph_ref, idx, namer, ctx.opset)
+            ectx = edit.EditContext(f.graph_ref, idx, namer, ctx.opset, f.graph, prune)
             by_code[f.rule].fix(model, f, ectx)  # type: ignore[misc]
             applied.append(f)
+        by_path: dict[str, set[str]] = {}
+        for path, name in prune:
+            by_path.setdefault(path, set()).add(name)
+        for path in sorted(by_path, key=lambda p: p.count("/"), reverse=True):
+            edit.prune_unused(edit.graph_at(model, path), by_path[path])
     raise NonConvergence(f"fixes did not converge after {MAX_ROUNDS} rounds")
 
 

@@ -9,8 +9,8 @@ inherits that node's metadata, and is tagged ``onnxfix.rule=<code>``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -21,12 +21,86 @@ RULE_KEY = "onnxfix.rule"
 
 @dataclass
 class EditContext:
-    """Where a fix applies: the graph holding the node, its index, names, opset."""
+    """Where a fix applies: the graph holding the node, its index, names, opset.
+
+    A fix that leaves nodes without consumers lists them in ``prune``; they are
+    removed after every fix of the round has run (removal shifts indices).
+    """
 
     graph: onnx.GraphProto
     index: int
     namer: Namer
     opset: int
+    path: str = "main"
+    prune: list[tuple[str, str]] = field(default_factory=list)
+
+    def upstream(self, names: Iterable[str]) -> None:
+        """Offer the producers of ``names`` (and theirs) for removal if they end up unused."""
+        for n in names:
+            if n:
+                self.prune.append((self.path, n))
+
+
+def graph_at(model: onnx.ModelProto, path: str) -> onnx.GraphProto:
+    """Resolve a graph path from :mod:`onnxfix.context` (``main/<node>:<attr>/...``).
+
+    Graph objects held across an edit of an enclosing graph go stale, so code
+    that runs after edits looks graphs up again by path.
+    """
+    graph = model.graph
+    for part in path.split("/")[1:] if path != "main" else []:
+        label, attr = part.rsplit(":", 1)
+        for k, n in enumerate(graph.node):
+            if (n.name or f"{n.op_type}#{k}") == label:
+                for a in n.attribute:
+                    if a.name == attr and a.type == onnx.AttributeProto.GRAPH:
+                        graph = a.g
+                        break
+                    if a.type == onnx.AttributeProto.GRAPHS and attr.startswith(a.name + "["):
+                        graph = a.graphs[int(attr[len(a.name) + 1:-1])]
+                        break
+                break
+        else:
+            raise KeyError(path)
+    return graph
+
+
+def _used_names(graph: onnx.GraphProto) -> set[str]:
+    used = {o.name for o in graph.output}
+    for n in graph.node:
+        used.update(i for i in n.input if i)
+        for a in n.attribute:
+            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+            for g in subs:  # outer-scope references from subgraphs
+                used |= _used_names(g)
+    return used
+
+
+def prune_unused(graph: onnx.GraphProto, candidates: set[str]) -> int:
+    """Remove nodes producing only ``candidates``-reachable values that nothing uses.
+
+    Only values a fix offered (and what fed them) are considered, so nodes that
+    were already dead before the fix stay: reporting those is another rule's job.
+    """
+    removed = 0
+    while True:
+        used = _used_names(graph)
+        producers = {o: n for n in graph.node for o in n.output if o}
+        dead = [
+            n for n in graph.node
+            if any(o in candidates for o in n.output) and not any(o in used for o in n.output)
+        ]
+        if not dead:
+            return removed
+        for n in dead:
+            candidates.update(i for i in n.input if i in producers)
+        keep = [n for n in graph.node if not any(n is d for d in dead)]
+        copies = [onnx.NodeProto() for _ in keep]
+        for c, n in zip(copies, keep):
+            c.CopyFrom(n)
+        del graph.node[:]
+        graph.node.extend(copies)
+        removed += len(dead)
 
 
 def _all_names(graph: onnx.GraphProto) -> Iterator[str]:

@@ -105,6 +105,46 @@ No automatic fix unless the operands prove the mask-indexing signature
 (then WB102 reports it with a safe fix). Review the exporting code.
 """
 
+SCATTER_DOCS = """\
+## What it does
+Finds the TorchScript exporter's other lowering of `x[mask] = v`, used when
+`v` is a tensor with several elements (e.g. a learned padding vector):
+the mask is expanded to `x`'s shape, `NonZero` lists the N selected
+*elements*, and `ScatterND` writes `Slice(v, 0, N)` to them. ScatterND needs
+exactly N updates, one per element, but the slice holds at most `len(v)`
+values, taken in order instead of repeated for every selected row.
+
+## Why is this bad?
+onnxruntime fails as soon as more than `len(v)` elements are selected
+("updates tensor should have shape equal to indices.shape[:-1] + …"), and
+writes wrong values when fewer are; it is right only when exactly one row is
+selected. Nothing complains before run time.
+
+## Example
+Before:
+```
+m   = Expand(Unsqueeze(mask, [2]), Shape(x))      # bool[B, T, C]
+idx = Transpose(NonZero(m))                      # int64[N, 3]
+upd = Slice(v, [0], [N])                         # v: float[C] -> [min(C, N)]
+y   = ScatterND(x, idx, upd)
+```
+After `onnxfix repair`:
+```
+y   = Where(m, v, x)                              # v broadcasts over the selected rows
+```
+
+## Fix safety
+Safe when the pattern is proven: the indices come from `NonZero` of a boolean
+mask with exactly `x`'s shape, the updates are a leading slice of a tensor
+whose shape broadcasts onto `x`, and the slice length is the number of
+selected elements. `Where(mask, v, x)` is then exactly PyTorch's semantics.
+The dead `NonZero`/`Slice` chain is removed.
+
+## In the PyTorch code
+Write `x = torch.where(mask.unsqueeze(-1), v, x)`, or export with
+`dynamo=True`.
+"""
+
 
 def _data_input(shapes: list) -> int:
     """Index of the highest-rank value input of a Where (1 = X, 2 = Y)."""
@@ -290,6 +330,89 @@ def fix_mask_indexing(model: onnx.ModelProto, finding: Finding, edit_ctx: edit.E
     edit.insert_before(graph, idx, new)
 
 
+def _scatter_pattern(g: GraphCtx, node: onnx.NodeProto) -> dict | None:
+    """Recognise ScatterND(x, Transpose(NonZero(m)), Slice(v, 0, N)) from index_put."""
+    if node.op_type != "ScatterND" or len(node.input) < 3:
+        return None
+    data, indices, updates = node.input[:3]
+    xs, ms_idx, us = g.shape(data), g.shape(indices), g.shape(updates)
+    if xs is None or ms_idx is None or us is None or len(ms_idx) != 2:
+        return None
+    tr = g.producer(indices)
+    if tr is None or tr.op_type != "Transpose":
+        return None
+    nz = g.producer(tr.input[0])
+    if nz is None or nz.op_type != "NonZero":
+        return None
+    mask = nz.input[0]
+    if g.dtype(mask) != onnx.TensorProto.BOOL or g.shape(mask) != tuple(xs):
+        return None
+    if ms_idx[1] != len(xs) or len(us) != 1:
+        return None  # indices address single elements: one update per selected element
+    sl = g.producer(updates)
+    if sl is None or sl.op_type != "Slice" or len(sl.input) < 3:
+        return None
+    values = sl.input[0]
+    vs = g.shape(values)
+    if vs is None or g.value(sl.input[1]) != (0,) or g.value(sl.input[2]) != (ms_idx[0],):
+        return None
+    if len(sl.input) > 3 and sl.input[3] and g.value(sl.input[3]) not in ((0,), (-len(vs),)):
+        return None
+    if len(vs) > len(xs) or not broadcast([vs, xs]).ok or any(isinstance(d, Sym) for d in vs):
+        return None
+    n_values = 1
+    for d in vs:
+        n_values *= d
+    if n_values <= 1:
+        return None  # a single value repeated is what the slice gives: correct
+    return {"mask": mask, "values": values, "data": data, "n_values": n_values,
+            "orphans": [indices, updates]}
+
+
+def detect_scatter_values(ctx: Context) -> Iterable[Finding]:
+    for g, node in ctx.nodes():
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        hit = _scatter_pattern(g, node)
+        if hit is None:
+            continue
+        names = list(node.input[:3])
+        shapes = [g.shape(n) for n in names]
+        vs = g.shape(hit["values"])
+        msg = (
+            f"ScatterND from `x[mask] = v`: updates '{names[2]}' are the first N values of "
+            f"'{hit['values']}' {ctx.fmt(vs)}, but the N selected elements of "
+            f"'{names[0]}' {ctx.fmt(shapes[0])} need one value each (v repeated per selected "
+            "row); onnxruntime fails "
+            f"when more than {hit['n_values']} elements are selected and writes wrong values "
+            "when fewer"
+        )
+        yield Finding(
+            rule="WB104",
+            name="index-put-values-not-expanded",
+            severity=Severity.ERROR,
+            message=msg,
+            fix=Fix(f"Replace the NonZero/ScatterND lowering with Where({hit['mask']}, "
+                    f"{hit['values']}, {hit['data']})", Applicability.SAFE, hit),
+            advice="write torch.where(mask.unsqueeze(-1), v, x), or export with dynamo=True",
+            **_location(ctx, g, node, names, shapes),
+        )
+
+
+def fix_scatter_values(model: onnx.ModelProto, finding: Finding, edit_ctx: edit.EditContext
+                       ) -> None:
+    node = edit_ctx.graph.node[edit_ctx.index]
+    p = finding.fix.params
+    where = onnx.helper.make_node(
+        "Where", [p["mask"], p["values"], p["data"]], list(node.output),
+        name=edit_ctx.namer(f"{node.name or 'ScatterND'}/onnxfix_where"),
+    )
+    edit.tag(where, "WB104", node)
+    where.doc_string = node.doc_string
+    node.CopyFrom(where)
+    edit_ctx.upstream(p["orphans"])
+
+
 RULES = [
     Rule(
         code="WB101",
@@ -320,6 +443,18 @@ RULES = [
         docs=CONDITIONAL_DOCS,
         fixable=None,
         detect=detect_conditional,
+        family=FAMILY,
+    ),
+    Rule(
+        code="WB104",
+        name="index-put-values-not-expanded",
+        severity=Severity.ERROR,
+        summary="ScatterND from x[mask] = v takes the first N values of v instead of "
+        "repeating v per selected row",
+        docs=SCATTER_DOCS,
+        fixable=Applicability.SAFE,
+        detect=detect_scatter_values,
+        fix=fix_scatter_values,
         family=FAMILY,
     ),
 ]

@@ -1,0 +1,116 @@
+"""Golden tests: every fixture, linted, repaired, verified independently of onnxfix."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from onnxfix import api, verify
+from tests.conftest import FIXTURES, fixture_ids
+
+
+def _expected(entry: dict) -> set[tuple[str, str, str]]:
+    data = json.loads((FIXTURES / entry["expected"]).read_text())
+    return {(f["rule"], f["node"], f["severity"]) for f in data["findings"]}
+
+
+def _found(path: Path) -> set[tuple[str, str, str]]:
+    return {(f.rule, f.node, f.severity.value) for f in api.lint(path).findings}
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("entry", fixture_ids(), ids=lambda e: e["name"])
+def test_lint_matches_expected(entry: dict) -> None:
+    assert _found(FIXTURES / entry["model"]) == _expected(entry)
+
+
+def _run_reference(model_path: Path, npz: Path) -> float:
+    """Run the model on every stored case and compare with PyTorch; return the max diff."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    worst = 0.0
+    cases = verify.load_reference(npz)
+    assert len(cases) >= 2
+    for feeds, want in cases:
+        got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+        for name, ref in want.items():
+            assert got[name].shape == ref.shape, name
+            if ref.dtype.kind == "f":
+                diff = float(np.abs(got[name].astype(np.float64) - ref.astype(np.float64)).max())
+                tol = 1e-2 if ref.dtype == np.float16 else 1e-4
+                assert diff <= tol, (name, diff)
+                worst = max(worst, diff)
+            else:
+                assert np.array_equal(got[name], ref), name
+    return worst
+
+
+def _dynamic_values(entry: dict) -> dict[str, set[int]]:
+    """Values each dynamic axis takes over the stored reference cases."""
+    axes = entry["made_with"]["dynamic_axes"] or {}
+    seen: dict[str, set[int]] = {}
+    for case in entry["reference_cases"]:
+        for inp, shape in case.items():
+            for ax, sym in axes.get(inp, {}).items():
+                seen.setdefault(sym, set()).add(shape[int(ax)])
+    return seen
+
+
+@pytest.mark.parametrize("entry", fixture_ids("positive"), ids=lambda e: e["name"])
+def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
+    src = FIXTURES / entry["model"]
+    npz = FIXTURES / entry["reference"]
+    before = _sha(src)
+    # the manifest's claim: onnxruntime cannot run the original
+    runs = entry["onnxruntime"].get("runs", [])
+    assert entry["onnxruntime"]["load"] != "ok" or not any(r["result"] == "ok" for r in runs)
+    # the stored references vary every dynamic dim over at least two values, never only 1
+    for sym, values in _dynamic_values(entry).items():
+        assert len(values) >= 2 and values != {1}, sym
+    out = tmp_path / "fixed.onnx"
+    result = api.repair(src, out, reference=npz)
+    assert result.error is None
+    assert result.exit_code == 0 and out.exists()
+    assert [f.rule for f in result.fixed] == [f[0] for f in sorted(_expected(entry))]
+    assert _sha(src) == before, "the input must never change"
+    _run_reference(out, npz)
+    assert api.lint(out).errors == []
+    # the interface is unchanged
+    assert verify.interface(onnx.load(str(src))) == verify.interface(onnx.load(str(out)))
+    # inserted nodes are named after the node they serve and tagged with the rule
+    fixed = onnx.load(str(out))
+    tagged = [n for n in fixed.graph.node
+              if any(p.key == "onnxfix.rule" for p in n.metadata_props)]
+    assert tagged and all("/onnxfix_" in n.name for n in tagged)
+
+
+@pytest.mark.parametrize("entry", fixture_ids("negative"), ids=lambda e: e["name"])
+def test_negative_untouched(entry: dict, tmp_path: Path) -> None:
+    src = FIXTURES / entry["model"]
+    out = tmp_path / "same.onnx"
+    result = api.repair(src, out)
+    assert result.fixed == [] and result.exit_code == 0
+    assert _sha(out) == _sha(src)
+    assert all(r["result"] == "ok" for r in entry["onnxruntime"]["runs"])
+    _run_reference(src, FIXTURES / entry["reference"])
+
+
+def test_every_rule_has_positive_and_negative_fixtures() -> None:
+    from onnxfix import registry
+
+    positives = {f[0] for e in fixture_ids("positive") for f in _expected(e)}
+    negatives = fixture_ids("negative")
+    assert negatives
+    for rule in registry.all_rules():
+        if rule.fixable is not None:
+            assert rule.code in positives, f"{rule.code} has no positive fixture"
