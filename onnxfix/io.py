@@ -227,10 +227,17 @@ def write_atomic(
             )
             if verify is not None:
                 verify(tmp_model)
-            _relocate_external(model, tmp_data.name, final_data.name)
+            # Point the verified graph at the data file's final name.  Re-read what was
+            # written rather than trusting the in-memory proto: save_model may have
+            # rewritten its own copy, and only the file on disk is what was verified.
+            written = onnx.load(str(tmp_model), load_external_data=False)
+            if _relocate_external(written, tmp_data.name, final_data.name) == 0:
+                raise ModelError(out, "internal error: no external data was written")
             with open(tmp_model, "wb") as fh:
-                fh.write(model.SerializeToString())
+                fh.write(written.SerializeToString())
                 fh.flush()
+                os.fsync(fh.fileno())
+            with open(tmp_data, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp_data, final_data)
             tmp_data = None
@@ -256,11 +263,14 @@ def _copy_for_external(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _relocate_external(model: onnx.ModelProto, old: str, new: str) -> None:
+def _relocate_external(model: onnx.ModelProto, old: str, new: str) -> int:
+    count = 0
     for tensor in iter_tensors(model.graph):
         for entry in tensor.external_data:
             if entry.key == "location" and entry.value == old:
                 entry.value = new
+                count += 1
+    return count
 
 
 def copy_atomic(src: LoadedModel, out: str | os.PathLike[str]) -> None:

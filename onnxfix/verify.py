@@ -150,7 +150,7 @@ def make_inputs(model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
             arr = rng.integers(0, 4, size=shape).astype(dtype)
         else:
             arr = rng.standard_normal(shape).astype(dtype)
-        feeds[vi.name] = arr
+        feeds[vi.name] = np.asarray(arr, dtype=dtype)  # 0-d draws come back as scalars
     return feeds
 
 

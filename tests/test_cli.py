@@ -1,0 +1,160 @@
+"""The command as a user runs it: exit codes, JSON contract, one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES
+
+HUBERT = FIXTURES / "where_broadcast/hubert_extract_features_op17_fp32.onnx"
+NEGATIVE = FIXTURES / "where_broadcast/masked_fill_unsqueezed_op17.onnx"
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_lint_json_contract(cli) -> None:
+    res = cli("lint", str(HUBERT), str(NEGATIVE), "--format", "json")
+    assert res.returncode == 1, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["version"] == "1"
+    first, second = doc["files"]
+    assert first["path"] == str(HUBERT) and second["findings"] == []
+    (f,) = first["findings"]
+    assert f["rule"] == "WB102" and f["name"] == "where-mask-left-aligned"
+    assert f["severity"] == "error" and f["node"] == "/encoder/Where"
+    assert f["op_type"] == "Where" and f["graph"] == "main" and f["scope"] == "encoder"
+    assert f["fix"] == {"title": "Unsqueeze the condition on axes [2]", "applicability": "safe"}
+    assert "[B, T]" in f["message"] and "[B, T, 48]" in f["message"]
+    assert {"name", "shape"} <= set(f["inputs"][0])
+
+
+def test_lint_text_names_node_scope_and_fix(cli) -> None:
+    res = cli("lint", str(HUBERT))
+    assert res.returncode == 1
+    out = res.stdout
+    assert "/encoder/Where" in out and "WB102" in out and "PyTorch scope: encoder" in out
+    assert "fix (safe)" in out and "1 error(s)" in out
+
+
+def test_lint_clean_exits_zero(cli) -> None:
+    res = cli("lint", str(NEGATIVE))
+    assert res.returncode == 0 and "no problems found" in res.stdout
+
+
+def test_select_and_ignore(cli) -> None:
+    assert cli("lint", str(HUBERT), "--ignore", "WB102").returncode == 0
+    assert cli("lint", str(HUBERT), "--select", "WB101,WB103").returncode == 0
+    assert cli("lint", str(HUBERT), "--select", "WB").returncode == 1
+
+
+def test_repair_writes_verified_model(cli, tmp_path: Path) -> None:
+    out = tmp_path / "fixed.onnx"
+    before = _sha(HUBERT)
+    res = cli("repair", str(HUBERT), str(out), "--reference",
+              str(HUBERT.with_suffix(".npz")), "--format", "json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["written"] and doc["fixed"][0]["rule"] == "WB102" and doc["remaining"] == []
+    steps = [s["name"] for s in doc["verification"]["steps"]]
+    assert steps == ["checker", "shape inference", "interface", "onnxruntime load", "probe"]
+    assert all(1 not in s.values() for s in doc["verification"]["settings"])
+    assert len(doc["verification"]["settings"]) == 2
+    assert _sha(HUBERT) == before
+    assert cli("lint", str(out)).returncode == 0
+    assert sorted(os.listdir(tmp_path)) == ["fixed.onnx"], "no temporary files left behind"
+
+
+def test_repair_dry_run_writes_nothing(cli, tmp_path: Path) -> None:
+    out = tmp_path / "fixed.onnx"
+    res = cli("repair", str(HUBERT), str(out), "--dry-run")
+    assert res.returncode == 0 and "would fix WB102" in res.stdout
+    assert not out.exists()
+
+
+def test_repair_in_place_is_safe(cli, tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    shutil.copy(HUBERT, model)
+    res = cli("repair", str(model), str(model))
+    assert res.returncode == 0, res.stderr
+    assert cli("lint", str(model)).returncode == 0
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
+
+
+def test_repair_idempotent(cli, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    assert cli("repair", str(HUBERT), str(a)).returncode == 0
+    assert cli("repair", str(a), str(b)).returncode == 0
+    assert _sha(a) == _sha(b)
+
+
+def test_repair_exit_1_when_errors_remain(cli, tmp_path: Path) -> None:
+    """An error without a safe fix: written (nothing to change) but exit 1."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["y"], name="/Add")], "g",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    src = tmp_path / "add.onnx"
+    onnx.save(helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]),
+              str(src))
+    res = cli("lint", str(src), "--format", "json")
+    assert res.returncode == 1
+    assert json.loads(res.stdout)["files"][0]["findings"][0]["rule"] == "WB101"
+    assert cli("repair", str(src), str(tmp_path / "out.onnx")).returncode == 1
+
+
+BAD_INPUTS = {
+    "empty": b"",
+    "text": b"this is not a model\n",
+    "random": bytes(range(256)) * 40,
+    "truncated": None,  # filled from a real fixture
+}
+
+
+@pytest.mark.parametrize("kind", [*BAD_INPUTS, "directory", "missing"])
+def test_bad_input_one_line_exit_2(cli, tmp_path: Path, kind: str) -> None:
+    path = tmp_path / f"{kind}.onnx"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "truncated":
+        path.write_bytes(HUBERT.read_bytes()[:5000])
+    elif kind != "missing":
+        path.write_bytes(BAD_INPUTS[kind])
+    for args in (["lint", str(path)], ["repair", str(path), str(tmp_path / "out.onnx")]):
+        res = cli(*args)
+        assert res.returncode == 2, (kind, args, res.stdout, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(path) in lines[0], res.stderr
+        assert "Traceback" not in res.stderr + res.stdout
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_rules_and_rule_docs(cli) -> None:
+    res = cli("rules", "--format", "json")
+    rules = json.loads(res.stdout)["rules"]
+    codes = [r["code"] for r in rules]
+    assert {"WB101", "WB102", "WB103", "WB104"} <= set(codes)
+    for r in rules:
+        for section in ("## What it does", "## Why is this bad?", "## Example", "## Fix safety"):
+            assert section in r["docs"], (r["code"], section)
+    doc = cli("rule", "WB102")
+    assert doc.returncode == 0 and "x[mask] = v" in doc.stdout
+    assert cli("rule", "NOPE").returncode == 2
+    assert cli("rules").returncode == 0
+
+
+def test_usage_error_is_exit_2(cli) -> None:
+    assert cli("lint").returncode == 2
+    assert cli("frobnicate").returncode == 2

@@ -1,0 +1,56 @@
+"""Invariants every rule must keep, over every fixture (after eslint's RuleTester)."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from onnxfix import api, context, registry
+from onnxfix.findings import Applicability
+from tests.conftest import FIXTURES, fixture_ids
+
+RULES = registry.all_rules()
+
+
+@pytest.mark.parametrize("entry", fixture_ids(), ids=lambda e: e["name"])
+def test_detection_does_not_mutate(entry: dict) -> None:
+    model = onnx.load(str(FIXTURES / entry["model"]))
+    before = model.SerializeToString()
+    ctx = context.build(model)
+    for rule in RULES:
+        list(rule.detect(ctx))
+    assert model.SerializeToString() == before
+
+
+@pytest.mark.parametrize("entry", fixture_ids(), ids=lambda e: e["name"])
+def test_declared_fixability_matches(entry: dict) -> None:
+    model = onnx.load(str(FIXTURES / entry["model"]))
+    ctx = context.build(model)
+    order = [Applicability.SAFE, Applicability.UNSAFE, Applicability.DISPLAY_ONLY]
+    for rule in RULES:
+        for f in rule.detect(ctx):
+            assert f.rule == rule.code and f.name == rule.name
+            assert f.severity == rule.severity
+            if f.fix is None:
+                continue
+            assert rule.fixable is not None and rule.fix is not None, rule.code
+            assert order.index(f.fix.applicability) >= order.index(rule.fixable)
+
+
+@pytest.mark.parametrize("entry", fixture_ids("positive"), ids=lambda e: e["name"])
+def test_fixes_converge(entry: dict) -> None:
+    model = onnx.load(str(FIXTURES / entry["model"]))
+    fixed = api.apply_fixes(model, list(RULES))
+    assert fixed
+    again = api.apply_fixes(model, list(RULES))
+    assert again == []
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_registry_unique_codes_and_names() -> None:
+    codes = [r.code for r in RULES]
+    names = [r.name for r in RULES]
+    assert len(set(codes)) == len(codes) and len(set(names)) == len(names)
+    for r in RULES:
+        assert r.code[:2].isalpha() and r.code[2:].isdigit()
+        assert r.name == r.name.lower() and " " not in r.name
