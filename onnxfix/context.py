@@ -8,6 +8,7 @@ rules small and makes every rule benefit when the shape reasoning improves.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -137,14 +138,17 @@ def build(model: onnx.ModelProto) -> Context:
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:
     """An output declared ``[B, T, C]`` names the derived dims computed for it."""
     aliases: dict[Sym, str] = {}
+    fallback: dict[Sym, str] = {}
     for vi in graph.output:
         shape = main.shape(vi.name)
         if shape is None or not vi.type.HasField("tensor_type"):
             continue
         for d, decl in zip(shape, vi.type.tensor_type.shape.dim):
             if isinstance(d, Sym) and d.kind != "sym" and decl.dim_param:
-                aliases.setdefault(d, decl.dim_param)
-    return aliases
+                # names the TorchScript exporter invents ("Addx_dim_1") only if nothing better
+                auto = re.search(r"_dim_\d+$", decl.dim_param) is not None
+                (fallback if auto else aliases).setdefault(d, decl.dim_param)
+    return {**fallback, **aliases}
 
 
 # --- PyTorch provenance ------------------------------------------------------------------
