@@ -282,7 +282,11 @@ BROADCAST_OPS = {
     "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Max", "Min", "Sum", "Mean",
     "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
 }
-_VALUE_ARITH = {"Add": d_add, "Mul": d_mul, "Div": d_floordiv, "Mod": d_mod}
+def d_sub(a: Dim, b: Dim) -> Dim:
+    return d_add(a, d_mul(-1, b))
+
+
+_VALUE_ARITH = {"Add": d_add, "Sub": d_sub, "Mul": d_mul, "Div": d_floordiv, "Mod": d_mod}
 _MAX_VALUE = 64  # longest int tensor tracked as a value
 
 
@@ -467,13 +471,6 @@ class Propagator:
                     aa = a * n if len(a) == 1 else a
                     bb = b * n if len(b) == 1 else b
                     value = [fn(x, y) for x, y in zip(aa, bb)]
-            elif op == "Sub" and len(ins) == 2:
-                a, b = self.value(ins[0]), self.value(ins[1])
-                if a is not None and b is not None and (len(a) == len(b) or 1 in (len(a), len(b))):
-                    n = max(len(a), len(b))
-                    aa = a * n if len(a) == 1 else a
-                    bb = b * n if len(b) == 1 else b
-                    value = [d_add(x, d_mul(-1, y)) for x, y in zip(aa, bb)]
             dtype = onnx.TensorProto.BOOL if op in (
                 "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor"
             ) else (self.dtype(ins[1]) if op == "Where" else dt0)
