@@ -138,17 +138,16 @@ def build(model: onnx.ModelProto) -> Context:
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:
     """An output declared ``[B, T, C]`` names the derived dims computed for it."""
     aliases: dict[Sym, str] = {}
-    fallback: dict[Sym, str] = {}
     for vi in graph.output:
         shape = main.shape(vi.name)
         if shape is None or not vi.type.HasField("tensor_type"):
             continue
         for d, decl in zip(shape, vi.type.tensor_type.shape.dim):
             if isinstance(d, Sym) and d.kind != "sym" and decl.dim_param:
-                # names the TorchScript exporter invents ("Addx_dim_1") only if nothing better
-                auto = re.search(r"_dim_\d+$", decl.dim_param) is not None
-                (fallback if auto else aliases).setdefault(d, decl.dim_param)
-    return {**fallback, **aliases}
+                # names the TorchScript exporter invents ("Concaty_dim_1") explain nothing
+                if re.search(r"_dim_\d+$", decl.dim_param) is None:
+                    aliases.setdefault(d, decl.dim_param)
+    return aliases
 
 
 # --- PyTorch provenance ------------------------------------------------------------------

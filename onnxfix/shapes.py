@@ -114,14 +114,13 @@ def d_add(a: Dim, b: Dim) -> Dim:
                 const += t
             else:
                 terms.append(t)
-    # x + (-1 * x) cancels
-    out: list[Dim] = []
+    # collect like terms: x + x = 2*x, x + (-1 * x) = 0
+    coef: dict[Dim, int] = {}
     for t in terms:
-        neg = d_mul(-1, t)
-        if neg in out:
-            out.remove(neg)
-        else:
-            out.append(t)
+        c, rest = _factors(t)
+        base = d_prod(rest)
+        coef[base] = coef.get(base, 0) + c
+    out: list[Dim] = [d_mul(c, b) for b, c in coef.items() if c]
     if const:
         out.append(const)
     if not out:
@@ -471,6 +470,8 @@ class Propagator:
                     aa = a * n if len(a) == 1 else a
                     bb = b * n if len(b) == 1 else b
                     value = [fn(x, y) for x, y in zip(aa, bb)]
+            if op in ("Equal", "Where") and value is None:
+                value = self._select_value(op, ins)
             dtype = onnx.TensorProto.BOOL if op in (
                 "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor"
             ) else (self.dtype(ins[1]) if op == "Where" else dt0)
@@ -598,7 +599,13 @@ class Propagator:
             target = self.value(ins[0])
             t = _attr(node, "value")
             dtype = t.data_type if isinstance(t, onnx.TensorProto) else onnx.TensorProto.FLOAT
-            self._set(out, tuple(target) if target is not None else None, None, False, dtype)
+            value = None
+            if target is not None and len(target) == 1 and isinstance(target[0], int):
+                fill = numpy_helper.to_array(t).reshape(-1)[0] if isinstance(
+                    t, onnx.TensorProto) else 0
+                if float(fill).is_integer():
+                    value = [int(fill)] * target[0]
+            self._set(out, tuple(target) if target is not None else None, value, False, dtype)
             return
 
         if op == "Range":
@@ -710,6 +717,33 @@ class Propagator:
         for o in node.output:
             self._set(o, None)
 
+    def _select_value(self, op: str, ins: list[str]) -> list[Dim] | None:
+        """Values of Equal/Where on small shape tensors (the exporter's ``-1 -> 1`` idiom)."""
+        vals = [self.value(i) for i in ins]
+        if any(v is None for v in vals):
+            return None
+        n = max(len(v) for v in vals)  # type: ignore[arg-type]
+        if any(len(v) not in (1, n) for v in vals):  # type: ignore[arg-type]
+            return None
+        full = [v * n if len(v) == 1 else v for v in vals]  # type: ignore[operator]
+        if op == "Equal":
+            out: list[Dim] = []
+            for a, b in zip(*full):
+                if a == b:
+                    out.append(1)
+                elif isinstance(a, int) and isinstance(b, int):
+                    out.append(0)
+                elif (isinstance(a, Sym) and a.varies and b == -1) or (
+                        isinstance(b, Sym) and b.varies and a == -1):
+                    out.append(0)  # a size is never -1
+                else:
+                    return None
+            return out
+        cond, x, y = full
+        if not all(isinstance(c, int) for c in cond):
+            return None
+        return [a if c else b for c, a, b in zip(cond, x, y)]
+
     def _slice(self, node: onnx.NodeProto, ins: list[str], s0: Shape | None, dt0: int) -> None:
         out = node.output[0]
         if s0 is None:
@@ -809,10 +843,16 @@ class Propagator:
                 sizes = [d // n] * n
             else:
                 sizes = [derived("split", d, n, i) for i in range(n)]
+        v = self.value(ins[0])
+        start = 0
         for o, sz in zip(node.output, sizes):
             res = list(s0)
             res[axis] = sz
-            self._set(o, tuple(res), None, False, dt0)
+            value = None
+            if v is not None and len(s0) == 1 and isinstance(sz, int) and isinstance(start, int):
+                value = list(v[start:start + sz])
+            start = d_add(start, sz)
+            self._set(o, tuple(res), value, False, dt0)
 
 
 def _refine(mine: Dim, onnx_dim: Dim) -> Dim:
