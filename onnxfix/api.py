@@ -35,9 +35,48 @@ class LintResult:
 
 def run_rules(ctx: context.Context, rules: Iterable[Rule]) -> list[Finding]:
     findings: list[Finding] = []
+    generic: set[str] = set()
     for rule in rules:
         findings.extend(rule.detect(ctx))
-    return findings
+        if rule.generic:
+            generic.add(rule.code)
+    # a generic finding (e.g. "strict inference fails") yields to a specific error there
+    specific = {(f.graph, f.node) for f in findings
+                if f.rule not in generic and f.severity == Severity.ERROR}
+    findings = [f for f in findings if f.rule not in generic or (f.graph, f.node) not in specific]
+    return _drop_consequences(ctx, findings)
+
+
+def _drop_consequences(ctx: context.Context, findings: list[Finding]) -> list[Finding]:
+    """Drop warnings and infos without a fix on nodes downstream of an error.
+
+    An error such as a wrong repeat shape makes every shape after it wrong too, and
+    the broadcasts that then look suspicious are consequences, not findings (a
+    compiler's cascading errors).  Errors are always kept: each is real on its own
+    evidence.  The next lint after a repair shows whatever was hidden.
+    """
+    errors = [f for f in findings if f.severity == Severity.ERROR and f.node_ref is not None]
+    if not errors or len(errors) == len(findings):
+        return findings
+    by_graph = {id(g.graph): g for g in ctx.graphs}
+    tainted: set[int] = set()
+    for f in errors:
+        g = by_graph.get(id(f.graph_ref))
+        if g is None:
+            continue
+        stack = list(f.node_ref.output)
+        seen: set[str] = set()
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            for n in g.consumers.get(v, []):
+                if id(n) not in tainted:
+                    tainted.add(id(n))
+                    stack.extend(n.output)
+    return [f for f in findings
+            if f.severity == Severity.ERROR or f.fix is not None or id(f.node_ref) not in tainted]
 
 
 def lint_model(model: onnx.ModelProto, rules: Iterable[Rule] | None = None

@@ -94,6 +94,10 @@ def prune_unused(graph: onnx.GraphProto, candidates: set[str]) -> int:
             return removed
         for n in dead:
             candidates.update(i for i in n.input if i in producers)
+            # values a dead Loop/If/Scan body read from this graph die with it
+            for a in n.attribute:
+                for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
+                    candidates.update(v for v in _used_names(sub) if v in producers)
         keep = [n for n in graph.node if not any(n is d for d in dead)]
         copies = [onnx.NodeProto() for _ in keep]
         for c, n in zip(copies, keep):

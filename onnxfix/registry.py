@@ -36,6 +36,8 @@ class Rule:
     detect: Callable[[Context], Iterable[Finding]]
     fix: Callable[[onnx.ModelProto, Finding, EditContext], None] | None = None
     family: str = ""
+    #: a generic rule yields to a specific rule's error on the same node
+    generic: bool = False
 
 
 class RegistryError(Exception):

@@ -316,6 +316,14 @@ class Propagator:
         self.values: dict[str, tuple[Dim, ...]] = {}
         self.scalar: set[str] = set()
         self.dtypes: dict[str, int] = {}
+        self.seeded: set[str] = set()
+
+    def seed(self, name: str, shape: Shape, value: Sequence[Dim] | None = None) -> None:
+        """Fix what a value is before :meth:`run` (e.g. a sequence element in a Loop body)."""
+        self.shapes[name] = tuple(shape)
+        if value is not None:
+            self.values[name] = tuple(value)
+        self.seeded.add(name)
 
     # lookups fall through to the enclosing graph
     def shape(self, name: str) -> Shape | None:
@@ -386,14 +394,12 @@ class Propagator:
             self._set(vi.name, self._from_type(vi, vi.name),
                       dtype=vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0)
         for init in g.initializer:
-            value = None
             scalar = len(init.dims) == 0
-            if (init.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
-                    and init.data_location != onnx.TensorProto.EXTERNAL
-                    and int(np.prod(init.dims)) <= _MAX_VALUE):
-                value = [int(v) for v in numpy_helper.to_array(init).reshape(-1)]
+            value = _small_int_values(init)
             self._set(init.name, tuple(int(d) for d in init.dims), value, scalar, init.data_type)
         for node in g.node:
+            if node.output and all(o in self.seeded for o in node.output):
+                continue
             try:
                 self._node(node)
             except Exception:
@@ -424,11 +430,7 @@ class Propagator:
         if op == "Constant":
             t = _attr(node, "value")
             if isinstance(t, onnx.TensorProto):
-                value = None
-                if t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.INT32) and int(
-                    np.prod(t.dims)
-                ) <= _MAX_VALUE:
-                    value = [int(v) for v in numpy_helper.to_array(t).reshape(-1)]
+                value = _small_int_values(t)
                 self._set(out, tuple(int(d) for d in t.dims), value, len(t.dims) == 0, t.data_type)
                 return
             ints = _attr(node, "value_ints")
@@ -853,6 +855,27 @@ class Propagator:
                 value = list(v[start:start + sz])
             start = d_add(start, sz)
             self._set(o, tuple(res), value, False, dt0)
+
+
+_VALUE_TYPES = {
+    onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.FLOAT,
+    onnx.TensorProto.DOUBLE,
+}
+
+
+def _small_int_values(t: onnx.TensorProto) -> list[int] | None:
+    """A small constant's values when they are whole numbers (shape-like), else None.
+
+    Floats count too: exporters build shapes in float inside Loop bodies.  Tensors
+    stored as external data are never read (lint reads no weight bytes).
+    """
+    if (t.data_type not in _VALUE_TYPES or t.data_location == onnx.TensorProto.EXTERNAL
+            or int(np.prod(t.dims)) > _MAX_VALUE):
+        return None
+    arr = numpy_helper.to_array(t).reshape(-1)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        return None
+    return [int(v) for v in arr]
 
 
 def _refine(mine: Dim, onnx_dim: Dim) -> Dim:

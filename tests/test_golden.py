@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from onnxfix import api, verify
+from onnxfix import api, registry, verify
 from tests.conftest import FIXTURES, fixture_ids
 
 
@@ -71,9 +71,11 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
     src = FIXTURES / entry["model"]
     npz = FIXTURES / entry["reference"]
     before = _sha(src)
-    # the manifest's claim: onnxruntime cannot run the original
+    # the manifest's claim: onnxruntime cannot run the original correctly when an error is
+    # expected; a warning-only positive (slow but right) runs and must keep doing so
     runs = entry["onnxruntime"].get("runs", [])
-    assert entry["onnxruntime"]["load"] != "ok" or not any(r["result"] == "ok" for r in runs)
+    runs_ok = entry["onnxruntime"]["load"] == "ok" and any(r["result"] == "ok" for r in runs)
+    assert runs_ok != any(e[2] == "error" for e in _expected(entry))
     # the stored references vary every dynamic dim over at least two values, never only 1
     for sym, values in _dynamic_values(entry).items():
         assert len(values) >= 2 and values != {1}, sym
@@ -81,7 +83,10 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
     result = api.repair(src, out, reference=npz)
     assert result.error is None
     assert result.exit_code == 0 and out.exists()
-    assert [f.rule for f in result.fixed] == [f[0] for f in sorted(_expected(entry))]
+    # everything lint reported is fixed (a later round may fix what it hid behind it)
+    fixable = {r.code for r in registry.all_rules() if r.fixable is not None}
+    assert {(f.rule, f.node) for f in result.fixed} >= {
+        e[:2] for e in _expected(entry) if e[0] in fixable}
     assert _sha(src) == before, "the input must never change"
     _run_reference(out, npz)
     assert api.lint(out).errors == []
@@ -89,6 +94,10 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
     assert verify.interface(onnx.load(str(src))) == verify.interface(onnx.load(str(out)))
     # inserted nodes are named after the node they serve and tagged with the rule
     fixed = onnx.load(str(out))
+    if entry["model"].startswith("repeat_pattern/"):
+        left = {n.op_type for n in fixed.graph.node} & {
+            "Loop", "SplitToSequence", "SequenceEmpty", "SequenceInsert", "ConcatFromSequence"}
+        assert not left, f"sequence ops remain: {left}"
     tagged = [n for n in fixed.graph.node
               if any(p.key == "onnxfix.rule" for p in n.metadata_props)]
     assert tagged and all("/onnxfix_" in n.name for n in tagged)
