@@ -212,10 +212,12 @@ def repair(
         io.copy_atomic(loaded, out)
         return RepairResult(str(src), str(out), [], remaining, True)
     rep = verify.Report()
+    errors_fixed = sorted({f.rule for f in fixed if f.severity == Severity.ERROR})
+    wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
 
     def check(tmp: Path) -> None:
         verify.verify(loaded.path, original, tmp, reference=Path(reference) if reference else None,
-                      probe=verify_probe, report=rep)
+                      probe=verify_probe, report=rep, original_wrong=wrong)
 
     try:
         io.write_atomic(model, out, external_data=loaded.uses_external_data, verify=check)

@@ -257,8 +257,13 @@ def verify(
     reference: Path | None = None,
     probe: bool = True,
     report: Report | None = None,
+    original_wrong: str | None = None,
 ) -> Report:
-    """Verify the model written at ``candidate_path``; raise :class:`VerificationError`."""
+    """Verify the model written at ``candidate_path``; raise :class:`VerificationError`.
+
+    ``original_wrong`` says why the original's outputs cannot be the reference (an
+    error was fixed: it fails, or runs and returns the wrong thing).
+    """
     rep = report or Report()
     try:
         onnx.checker.check_model(str(candidate_path), full_check=True)
@@ -283,16 +288,16 @@ def verify(
     if not probe:
         rep.add("probe", "skipped (--no-verify)")
         return rep
-    _probe(original_path, cand, sess, reference, rep)
+    _probe(original_path, cand, sess, reference, rep, original_wrong)
     return rep
 
 
 def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
-           reference: Path | None, rep: Report) -> None:
+           reference: Path | None, rep: Report, original_wrong: str | None) -> None:
     symbols = input_symbols(cand)
     orig_sess = None
-    orig_error = None
-    if original_path is not None:
+    orig_error = original_wrong
+    if original_path is not None and original_wrong is None:
         try:
             orig_sess = session(original_path)
         except Exception as exc:
@@ -361,7 +366,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
         if compared:
             rep.compared_with = f"original model ({compared} settings)"
         else:
-            rep.compared_with = "nothing: the original does not run" + (
+            rep.compared_with = "nothing: the original cannot serve as reference" + (
                 f" ({orig_error})" if orig_error else ""
             ) + "; outputs checked for declared shapes only (pass --reference to compare)"
     _report_probe(rep, symbols)
