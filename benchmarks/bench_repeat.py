@@ -20,7 +20,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnxruntime as ort
 
 HERE = Path(__file__).resolve().parent
