@@ -14,7 +14,7 @@ from pathlib import Path
 
 import onnx
 
-from onnxfix import context, edit, io, registry
+from onnxfix import context, contracts, edit, io, registry
 from onnxfix.findings import Applicability, Finding, Severity
 from onnxfix.registry import Rule
 
@@ -79,22 +79,29 @@ def _drop_consequences(ctx: context.Context, findings: list[Finding]) -> list[Fi
             if f.severity == Severity.ERROR or f.fix is not None or id(f.node_ref) not in tainted]
 
 
-def lint_model(model: onnx.ModelProto, rules: Iterable[Rule] | None = None
+def lint_model(model: onnx.ModelProto, rules: Iterable[Rule] | None = None,
+               contract: contracts.Contract | None = None
                ) -> tuple[list[Finding], context.Context]:
-    ctx = context.build(model)
+    ctx = context.build(model, contract)
     return run_rules(ctx, rules if rules is not None else registry.all_rules()), ctx
 
 
 def lint(path: str | os.PathLike[str] | onnx.ModelProto, *, select: Iterable[str] | None = None,
-         ignore: Iterable[str] | None = None) -> LintResult:
-    """Lint a model file (weights are never read) or an in-memory model."""
+         ignore: Iterable[str] | None = None,
+         expect: str | os.PathLike[str] | contracts.Contract | None = None) -> LintResult:
+    """Lint a model file (weights are never read) or an in-memory model.
+
+    ``expect`` is an interface contract (a file, a built-in profile name, or a
+    :class:`~onnxfix.contracts.Contract`) checked by rule TG201.
+    """
     rules = registry.select(select, ignore)
+    contract = expect if isinstance(expect, contracts.Contract | None) else contracts.load(expect)
     if isinstance(path, onnx.ModelProto):
-        findings, ctx = lint_model(path, rules)
+        findings, ctx = lint_model(path, rules, contract)
         label = "<model>"
     else:
         loaded = io.load(path, weights=False)
-        findings, ctx = lint_model(loaded.model, rules)
+        findings, ctx = lint_model(loaded.model, rules, contract)
         label = str(path)
     notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
     return LintResult(label, findings, notes)
@@ -135,7 +142,8 @@ def apply_fixes(model: onnx.ModelProto, rules: list[Rule], *, unsafe: bool = Fal
         planned = []
         seen: set[tuple[int, int]] = set()
         for f in todo:
-            idx = edit.index_of(f.graph_ref, f.node_ref)
+            # findings on a graph input/output rather than a node carry no node
+            idx = edit.index_of(f.graph_ref, f.node_ref) if f.node_ref is not None else -1
             key = (id(f.graph_ref), idx)
             if key in seen:  # one fix per node per round; the next round sees the rest
                 continue
@@ -182,21 +190,35 @@ def repair(
     dry_run: bool = False,
     reference: str | os.PathLike[str] | None = None,
     verify_probe: bool = True,
+    outputs: dict[str, str] | None = None,
+    expect: str | os.PathLike[str] | contracts.Contract | None = None,
 ) -> RepairResult:
-    """Repair ``src`` into ``dst``; nothing is written unless verification passes."""
+    """Repair ``src`` into ``dst``; nothing is written unless verification passes.
+
+    ``outputs`` maps a graph output name to an existing value that should provide
+    it (``repair --output NAME=VALUE``): the way to re-declare outputs of a cut graph.
+    """
     from onnxfix import verify  # imports onnxruntime lazily, inside its functions
 
     rules = registry.select(select, ignore)
+    contract = expect if isinstance(expect, contracts.Contract | None) else contracts.load(expect)
     loaded = io.load(src, weights=not dry_run)
     original = onnx.ModelProto()
     original.CopyFrom(loaded.model)
-    before, _ = lint_model(original, rules)
+    before, _ = lint_model(original, rules, contract)
     model = loaded.model
+    changed = frozenset(outputs or {})
+    if outputs:
+        try:
+            edit.redeclare_outputs(model, outputs)
+        except ValueError as exc:
+            return RepairResult(str(src), None, [], before, False, error=str(exc))
     try:
         fixed = apply_fixes(model, rules, unsafe=unsafe_fixes)
     except NonConvergence as exc:
         return RepairResult(str(src), None, [], before, False, error=str(exc))
-    remaining, _ = lint_model(model, rules)
+    changed |= {f.fix.params["output"] for f in fixed if f.rule == "TG101"}
+    remaining, _ = lint_model(model, rules, contract)
     # Re-lint must converge: what was fixed is gone and nothing new appeared.
     old_keys = {f.key() for f in before}
     new = [f for f in remaining if f.key() not in old_keys]
@@ -208,7 +230,7 @@ def repair(
     if dry_run or dst is None:
         return RepairResult(str(src), None, fixed, remaining, False)
     out = Path(dst)
-    if not fixed:
+    if not fixed and not outputs:
         io.copy_atomic(loaded, out)
         return RepairResult(str(src), str(out), [], remaining, True)
     rep = verify.Report()
@@ -217,7 +239,8 @@ def repair(
 
     def check(tmp: Path) -> None:
         verify.verify(loaded.path, original, tmp, reference=Path(reference) if reference else None,
-                      probe=verify_probe, report=rep, original_wrong=wrong)
+                      probe=verify_probe, report=rep, original_wrong=wrong,
+                      changed_outputs=changed)
 
     try:
         io.write_atomic(model, out, external_data=loaded.uses_external_data, verify=check)

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--format", choices=["text", "json"], default="text")
     lint.add_argument("--select", action="append", help="rule codes or prefixes to run")
     lint.add_argument("--ignore", action="append", help="rule codes or prefixes to skip")
+    lint.add_argument("--expect", metavar="SPEC",
+                      help="interface contract: a .toml/.json file or a built-in profile "
+                      "(wenet-encoder-chunk, wenet-ctc, hubert-features)")
 
     rep = sub.add_parser("repair", help="apply fixes, verify, write atomically")
     rep.add_argument("input", metavar="IN")
@@ -54,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-verify", action="store_true",
                      help="skip probe runs (checker, shape inference and session load still run)")
     rep.add_argument("--format", choices=["text", "json"], default="text")
+    rep.add_argument("--expect", metavar="SPEC", help="interface contract, as for lint")
+    rep.add_argument("--output", action="append", metavar="NAME=VALUE", dest="outputs",
+                     help="declare graph output NAME as the existing value VALUE "
+                     "(re-declares the outputs of a cut graph)")
 
     rules = sub.add_parser("rules", help="list the rules")
     rules.add_argument("--format", choices=["text", "json"], default="text")
@@ -63,13 +70,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from onnxfix import api, report
+    from onnxfix import api, contracts, report
     from onnxfix.io import ModelError
 
+    contract = None
+    if args.expect:
+        try:
+            contract = contracts.load(args.expect)
+        except contracts.ContractError as exc:
+            print(f"onnxfix: --expect {args.expect}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     results, errors = [], []
     for path in args.models:
         try:
-            results.append(api.lint(path, select=_codes(args.select), ignore=_codes(args.ignore)))
+            results.append(api.lint(path, select=_codes(args.select), ignore=_codes(args.ignore),
+                                    expect=contract))
         except ModelError as exc:
             errors.append((path, exc.problem))
             print(f"onnxfix: {exc}", file=sys.stderr)
@@ -83,20 +98,30 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from onnxfix import api, report
+    from onnxfix import api, contracts, report
     from onnxfix.io import ModelError
 
     if args.output is None and not args.dry_run:
         print("onnxfix: error: repair needs OUT (or --dry-run)", file=sys.stderr)
         return EXIT_FAILURE
+    outputs = {}
+    for spec in args.outputs or []:
+        name, sep, value = spec.partition("=")
+        if not sep or not name or not value:
+            print(f"onnxfix: error: --output takes NAME=VALUE, got '{spec}'", file=sys.stderr)
+            return EXIT_FAILURE
+        outputs[name] = value
     try:
         result = api.repair(
             args.input, args.output, select=_codes(args.select), ignore=_codes(args.ignore),
             unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
-            verify_probe=not args.no_verify,
+            verify_probe=not args.no_verify, outputs=outputs, expect=args.expect,
         )
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except contracts.ContractError as exc:
+        print(f"onnxfix: --expect {args.expect}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.format == "json":
         print(report.repair_json(result))

@@ -56,6 +56,8 @@ class Context:
     inference_error: str | None = None
     #: display names for derived dims, learned from the dims the graph outputs declare
     aliases: dict[Sym, str] = field(default_factory=dict)
+    #: the interface contract given with --expect, if any (onnxfix.contracts.Contract)
+    contract: object | None = None
 
     def fmt(self, shape: Shape | None) -> str:
         return fmt_shape(shape, self.aliases)
@@ -100,7 +102,7 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
         return None, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
 
 
-def build(model: onnx.ModelProto) -> Context:
+def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
     """Analyse ``model`` (which is only read, never changed)."""
     inferred, err = infer(model)
     opset = next(
@@ -132,7 +134,7 @@ def build(model: onnx.ModelProto) -> Context:
                 visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc)
 
     visit(model.graph, inferred.graph if inferred is not None else None, "main", None)
-    return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]))
+    return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract)
 
 
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:

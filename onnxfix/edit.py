@@ -193,3 +193,36 @@ def unsqueeze_nodes(namer: Namer, opset: int, value: str, axes: Sequence[int], r
     node = helper.make_node("Unsqueeze", [value], [out], name=namer(base), axes=list(axes))
     tag(node, rule, origin)
     return [node], out
+
+
+def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
+    """Make each graph output NAME the value VALUE (``repair --output NAME=VALUE``).
+
+    An ``Identity`` copies VALUE to NAME, so NAME keeps its declared type when it
+    was already an output; a new output takes VALUE's inferred type and shape.
+    """
+    graph = model.graph
+    produced = {o for n in graph.node for o in n.output if o}
+    known = produced | {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
+    inferred = {}
+    try:
+        inf = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = {vi.name: vi for vi in (*inf.graph.value_info, *inf.graph.output,
+                                            *inf.graph.input)}
+    except Exception:
+        pass
+    namer = Namer(model)
+    for name, value in outputs.items():
+        if value not in known:
+            raise ValueError(f"--output {name}={value}: no value '{value}' in the graph")
+        if name in produced:
+            raise ValueError(f"--output {name}={value}: '{name}' is already produced by a node")
+        node = helper.make_node("Identity", [value], [name], name=namer(f"/onnxfix_output/{name}"))
+        node.metadata_props.add(key=RULE_KEY, value="--output")
+        graph.node.append(node)
+        if not any(vi.name == name for vi in graph.output):
+            vi = onnx.ValueInfoProto()
+            if value in inferred:
+                vi.CopyFrom(inferred[value])
+            vi.name = name
+            graph.output.append(vi)

@@ -76,12 +76,18 @@ def interface(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple | 
     }
 
 
-def interface_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> list[str]:
+def interface_diff(before: onnx.ModelProto, after: onnx.ModelProto,
+                   changed_outputs: frozenset[str] = frozenset()) -> list[str]:
+    """Differences in inputs/outputs, ignoring outputs a fix or the user chose to change."""
     a, b = interface(before), interface(after)
     diffs = []
     for kind in ("inputs", "outputs"):
-        if a[kind] != b[kind]:
-            diffs.append(f"{kind}: {a[kind]} -> {b[kind]}")
+        aa, bb = a[kind], b[kind]
+        if kind == "outputs":
+            aa = [p for p in aa if p[0] not in changed_outputs]
+            bb = [p for p in bb if p[0] not in changed_outputs]
+        if aa != bb:
+            diffs.append(f"{kind}: {aa} -> {bb}")
     return diffs
 
 
@@ -180,11 +186,14 @@ def tolerance(arr: np.ndarray) -> float:
     return 1e-2 if arr.dtype == np.float16 else 1e-4
 
 
-def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray]) -> float:
+def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray],
+            skip: frozenset[str] = frozenset()) -> float:
     """Max abs difference over all outputs; raises on a shape or value mismatch."""
     worst = 0.0
     for name, ref in want.items():
         if name not in got:
+            if name in skip:
+                continue
             raise VerificationError("compare", f"output '{name}' missing")
         out = got[name]
         if out.shape != ref.shape:
@@ -258,6 +267,7 @@ def verify(
     probe: bool = True,
     report: Report | None = None,
     original_wrong: str | None = None,
+    changed_outputs: frozenset[str] = frozenset(),
 ) -> Report:
     """Verify the model written at ``candidate_path``; raise :class:`VerificationError`.
 
@@ -276,10 +286,12 @@ def verify(
     except Exception as exc:
         raise VerificationError("shape inference", first_error_line(exc)) from None
     rep.add("shape inference", "strict shape inference passed")
-    diffs = interface_diff(original, cand)
+    diffs = interface_diff(original, cand, changed_outputs)
     if diffs:
         raise VerificationError("interface", "; ".join(diffs))
-    rep.add("interface", "input/output names, dtypes and dims unchanged")
+    rep.add("interface", "input/output names, dtypes and dims unchanged" + (
+        f" (outputs changed on purpose: {', '.join(sorted(changed_outputs))})"
+        if changed_outputs else ""))
     try:
         sess = session(candidate_path)
     except Exception as exc:
@@ -288,12 +300,13 @@ def verify(
     if not probe:
         rep.add("probe", "skipped (--no-verify)")
         return rep
-    _probe(original_path, cand, sess, reference, rep, original_wrong)
+    _probe(original_path, cand, sess, reference, rep, original_wrong, changed_outputs)
     return rep
 
 
 def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
-           reference: Path | None, rep: Report, original_wrong: str | None) -> None:
+           reference: Path | None, rep: Report, original_wrong: str | None,
+           changed_outputs: frozenset[str] = frozenset()) -> None:
     symbols = input_symbols(cand)
     orig_sess = None
     orig_error = original_wrong
@@ -317,7 +330,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
                 raise VerificationError(
                     "probe", f"reference inputs: {first_error_line(exc)}"
                 ) from None
-            rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want))
+            rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want, changed_outputs))
             ref_settings.append(setting)
             compared += 1
         rep.compared_with = f"reference outputs ({compared} cases)"
@@ -354,7 +367,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
                 except Exception as exc:
                     orig_error = first_error_line(exc)
                     continue
-                rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want))
+                rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want, changed_outputs))
                 compared += 1
             break
     if not rep.settings:
