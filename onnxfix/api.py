@@ -100,7 +100,7 @@ def lint(path: str | os.PathLike[str] | onnx.ModelProto, *, select: Iterable[str
         findings, ctx = lint_model(path, rules, contract)
         label = "<model>"
     else:
-        loaded = io.load(path, weights=False)
+        loaded = io.load(path)
         findings, ctx = lint_model(loaded.model, rules, contract)
         label = str(path)
     notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
@@ -202,7 +202,8 @@ def repair(
 
     rules = registry.select(select, ignore)
     contract = expect if isinstance(expect, contracts.Contract | None) else contracts.load(expect)
-    loaded = io.load(src, weights=not dry_run)
+    # Weights stay on disk: fixes add small nodes, and the data files are copied as bytes.
+    loaded = io.load(src)
     original = onnx.ModelProto()
     original.CopyFrom(loaded.model)
     before, _ = lint_model(original, rules, contract)
@@ -243,7 +244,9 @@ def repair(
                       changed_outputs=changed)
 
     try:
-        io.write_atomic(model, out, external_data=loaded.uses_external_data, verify=check)
+        io.write_atomic(model, out, verify=check,
+                        external_from=loaded.path.resolve().parent
+                        if loaded.uses_external_data else None)
     except verify.VerificationError as exc:
         return RepairResult(str(src), None, fixed, remaining, False, rep, error=str(exc))
     return RepairResult(str(src), str(out), fixed, remaining, True, rep)

@@ -91,11 +91,16 @@ def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
 
 
 def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
-    """ONNX shape inference with data propagation; failures are reported, not raised."""
+    """ONNX shape inference; failures are reported, not raised.
+
+    Without data propagation: ours (:mod:`onnxfix.shapes`) tracks shape values
+    with bounded memory, while ONNX's materialises them — a 100-byte model with a
+    ``ConstantOfShape`` of 2**31 elements made it allocate until killed.
+    """
     try:
         return (
             onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                              data_prop=True),
+                                              data_prop=False),
             None,
         )
     except Exception as exc:

@@ -206,7 +206,7 @@ def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
     known = produced | {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
     inferred = {}
     try:
-        inf = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inf = onnx.shape_inference.infer_shapes(model)
         inferred = {vi.name: vi for vi in (*inf.graph.value_info, *inf.graph.output,
                                             *inf.graph.input)}
     except Exception:

@@ -22,9 +22,6 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-#: Protobuf cannot serialise a message over 2 GiB; above this, weights go to external data.
-PROTOBUF_LIMIT = 2**31 - 1
-
 
 class ModelError(Exception):
     """A model that cannot be used, with a message fit for one line of output."""
@@ -43,7 +40,6 @@ class LoadedModel:
     model: onnx.ModelProto
     #: External data files used by the model, as validated absolute paths.
     external_files: list[Path] = field(default_factory=list)
-    weights_loaded: bool = False
 
     @property
     def uses_external_data(self) -> bool:
@@ -147,8 +143,12 @@ def validate_external_data(model: onnx.ModelProto, model_path: Path) -> list[Pat
     return sorted(files)
 
 
-def load(path: str | os.PathLike[str], *, weights: bool = False) -> LoadedModel:
-    """Parse a model; with ``weights`` also read its external data (after validation)."""
+def load(path: str | os.PathLike[str]) -> LoadedModel:
+    """Parse a model and validate its external data; weight bytes stay on disk.
+
+    Nothing here needs the weights: lint reads the graph, and repair copies the
+    data files as bytes (:func:`write_atomic`).
+    """
     p = Path(path)
     _check_regular_input(p)
     try:
@@ -171,16 +171,7 @@ def load(path: str | os.PathLike[str], *, weights: bool = False) -> LoadedModel:
     if model.ir_version <= 0:
         raise ModelError(p, "is not an ONNX model (no IR version)")
     external = validate_external_data(model, p)
-    loaded = LoadedModel(path=p, model=model, external_files=external)
-    if weights and external:
-        try:
-            onnx.external_data_helper.load_external_data_for_model(model, str(p.resolve().parent))
-        except (OSError, ValueError) as exc:
-            raise ModelError(p, f"external data could not be read ({exc})") from None
-        loaded.weights_loaded = True
-    else:
-        loaded.weights_loaded = not external
-    return loaded
+    return LoadedModel(path=p, model=model, external_files=external)
 
 
 def _tmp_in(folder: Path, suffix: str) -> Path:
@@ -193,15 +184,20 @@ def write_atomic(
     model: onnx.ModelProto,
     out: str | os.PathLike[str],
     *,
-    external_data: bool,
+    external_from: Path | None = None,
     verify: Callable[[Path], None] | None = None,
 ) -> None:
     """Serialise ``model`` next to ``out`` and move it into place.
 
     ``verify`` is called with the temporary path before the rename; if it
-    raises, the temporary files are removed and ``out`` is untouched.  With
-    ``external_data`` the weights go to ``<out name>.data`` beside it (written
-    under a temporary name as well, renamed only after verification).
+    raises, the temporary files are removed and ``out`` is untouched.
+
+    With ``external_from`` the model still points at external data files in
+    that folder (its weights were never loaded): each file is copied byte for
+    byte (``copyfile`` uses ``sendfile``; nothing is decoded) to
+    ``<out name>.data`` (``.data1``, ``.data2``... for several), under a
+    temporary name until verification has passed.  Offsets are kept, so the
+    layout of the input is kept.
     """
     out = Path(out)
     folder = out.resolve().parent
@@ -209,52 +205,52 @@ def write_atomic(
         raise ModelError(out, "output folder does not exist")
     if not os.access(folder, os.W_OK):
         raise ModelError(out, "output folder is not writable")
-    need_external = external_data or model.ByteSize() > PROTOBUF_LIMIT
     tmp_model = _tmp_in(folder, ".onnx")
-    tmp_data: Path | None = None
-    final_data = folder / (out.name + ".data")
+    tmp_data: dict[str, Path] = {}  # original location -> temporary copy
     try:
-        if need_external:
-            tmp_data = _tmp_in(folder, ".data")
-            model = _copy_for_external(model)  # save_model rewrites the proto in place
-            onnx.save_model(
-                model,
-                str(tmp_model),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=tmp_data.name,
-                size_threshold=1024,
+        model = _copy_for_external(model)
+        locations = sorted({
+            e.value for t in iter_tensors(model.graph)
+            if t.data_location == onnx.TensorProto.EXTERNAL
+            for e in t.external_data if e.key == "location"
+        })
+        if locations and external_from is None:
+            raise ModelError(out, "internal error: external data without a source folder")
+        for loc in locations:
+            tmp = _tmp_in(folder, ".data")
+            tmp_data[loc] = tmp
+            shutil.copyfile(external_from / loc, tmp)  # type: ignore[operator]
+            _relocate_external(model, loc, tmp.name)
+        _write_fsync(tmp_model, model.SerializeToString())
+        if verify is not None:
+            verify(tmp_model)
+        if locations:
+            finals = (
+                {locations[0]: f"{out.name}.data"} if len(locations) == 1
+                else {loc: f"{out.name}.data{i + 1}" for i, loc in enumerate(locations)}
             )
-            if verify is not None:
-                verify(tmp_model)
-            # Point the verified graph at the data file's final name.  Re-read what was
-            # written rather than trusting the in-memory proto: save_model may have
-            # rewritten its own copy, and only the file on disk is what was verified.
-            written = onnx.load(str(tmp_model), load_external_data=False)
-            if _relocate_external(written, tmp_data.name, final_data.name) == 0:
-                raise ModelError(out, "internal error: no external data was written")
-            with open(tmp_model, "wb") as fh:
-                fh.write(written.SerializeToString())
-                fh.flush()
-                os.fsync(fh.fileno())
-            with open(tmp_data, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp_data, final_data)
-            tmp_data = None
-        else:
-            with open(tmp_model, "wb") as fh:
-                fh.write(model.SerializeToString())
-                fh.flush()
-                os.fsync(fh.fileno())
-            if verify is not None:
-                verify(tmp_model)
+            for loc, tmp in tmp_data.items():
+                _relocate_external(model, tmp.name, finals[loc])
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            _write_fsync(tmp_model, model.SerializeToString())
+            for loc, tmp in tmp_data.items():
+                os.replace(tmp, folder / finals[loc])
+            tmp_data.clear()
         os.replace(tmp_model, out)
     except OSError as exc:
         raise ModelError(out, f"could not be written ({exc.strerror or exc})") from None
     finally:
-        for leftover in (tmp_model, tmp_data):
-            if leftover is not None and leftover.exists():
+        for leftover in (tmp_model, *tmp_data.values()):
+            if leftover.exists():
                 leftover.unlink()
+
+
+def _write_fsync(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _copy_for_external(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -602,7 +602,8 @@ class Propagator:
             t = _attr(node, "value")
             dtype = t.data_type if isinstance(t, onnx.TensorProto) else onnx.TensorProto.FLOAT
             value = None
-            if target is not None and len(target) == 1 and isinstance(target[0], int):
+            if (target is not None and len(target) == 1 and isinstance(target[0], int)
+                    and 0 <= target[0] <= _MAX_VALUE):
                 fill = numpy_helper.to_array(t).reshape(-1)[0] if isinstance(
                     t, onnx.TensorProto) else 0
                 if float(fill).is_integer():

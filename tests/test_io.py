@@ -115,10 +115,13 @@ def test_failed_verification_leaves_nothing(tmp_path: Path) -> None:
         raise RuntimeError("verification said no")
 
     with pytest.raises(RuntimeError):
-        io.write_atomic(m, out, external_data=False, verify=boom)
+        io.write_atomic(m, out, verify=boom)
+    (tmp_path / "src").mkdir()
+    src = _with_external(tmp_path / "src")
+    ext = onnx.load(str(src), load_external_data=False)
     with pytest.raises(RuntimeError):
-        io.write_atomic(m, out, external_data=True, verify=boom)
-    assert os.listdir(tmp_path) == []
+        io.write_atomic(ext, out, external_from=src.parent, verify=boom)
+    assert os.listdir(tmp_path) == ["src"]
 
 
 def test_read_only_output_folder(tmp_path: Path, cli) -> None:
