@@ -122,23 +122,46 @@ class NonConvergence(Exception):
     pass
 
 
+class FixFailed(Exception):
+    """A fix raised or rejected its own rewrite; the model is left as it was on disk."""
+
+
+@dataclass
+class FixRun:
+    applied: list[Finding]
+    #: findings of the model as it was given, and as it is after the last round
+    before: list[Finding]
+    after: list[Finding]
+
+
 def apply_fixes(model: onnx.ModelProto, rules: list[Rule], *, unsafe: bool = False
                 ) -> list[Finding]:
-    """Fix ``model`` in place until no fixable finding is left; return what was fixed.
+    """Fix ``model`` in place until no fixable finding is left; return what was fixed."""
+    return run_fixes(model, rules, unsafe=unsafe).applied
+
+
+def run_fixes(model: onnx.ModelProto, rules: list[Rule], *, unsafe: bool = False,
+              contract: contracts.Contract | None = None) -> FixRun:
+    """Fix ``model`` in place until no fixable finding is left.
 
     Each round analyses the model afresh, so a fix always sees the graph as it
-    is now.  Within a round, edits go deepest subgraph first and highest node
-    index first: inserting nodes rebuilds a node list, and this order keeps
-    every pending edit's index valid.
+    is now; the first and last rounds' findings are returned, so a caller needs
+    no analysis of its own.  Within a round, edits go deepest subgraph first and
+    highest node index first: inserting nodes rebuilds a node list, and this
+    order keeps every pending edit's index valid.
     """
     by_code = {r.code: r for r in rules}
     applied: list[Finding] = []
+    first: list[Finding] | None = None
     for _ in range(MAX_ROUNDS):
-        findings, ctx = lint_model(model, rules)
+        findings, ctx = lint_model(model, rules, contract)
+        if first is None:
+            first = findings
         todo = [f for f in findings if _allowed(f, unsafe) and by_code[f.rule].fix is not None]
         if not todo:
-            return applied
+            return FixRun(applied, first, findings)
         namer = edit.Namer(model)
+        routes = {id(g.graph): g.route for g in ctx.graphs}
         planned = []
         seen: set[tuple[int, int]] = set()
         for f in todo:
@@ -148,18 +171,23 @@ def apply_fixes(model: onnx.ModelProto, rules: list[Rule], *, unsafe: bool = Fal
             if key in seen:  # one fix per node per round; the next round sees the rest
                 continue
             seen.add(key)
-            planned.append((f.graph.count("/"), idx, f))
+            planned.append((len(routes.get(id(f.graph_ref), ())), idx, f))
         planned.sort(key=lambda t: (t[0], t[1]), reverse=True)
-        prune: list[tuple[str, str]] = []
+        prune: list[tuple[tuple[tuple[int, str], ...], str]] = []
         for _depth, idx, f in planned:
-            ectx = edit.EditContext(f.graph_ref, idx, namer, ctx.opset, f.graph, prune)
-            by_code[f.rule].fix(model, f, ectx)  # type: ignore[misc]
+            ectx = edit.EditContext(f.graph_ref, idx, namer, ctx.opset,
+                                    routes.get(id(f.graph_ref), ()), prune)
+            try:
+                by_code[f.rule].fix(model, f, ectx)  # type: ignore[misc]
+            except Exception as exc:  # a fix that cannot apply stops the repair, cleanly
+                raise FixFailed(f"{f.rule} at {f.node}: {type(exc).__name__}: {exc}") from exc
             applied.append(f)
-        by_path: dict[str, set[str]] = {}
-        for path, name in prune:
-            by_path.setdefault(path, set()).add(name)
-        for path in sorted(by_path, key=lambda p: p.count("/"), reverse=True):
-            edit.prune_unused(edit.graph_at(model, path), by_path[path])
+        by_route: dict[tuple[tuple[int, str], ...], set[str]] = {}
+        for route, name in prune:
+            by_route.setdefault(route, set()).add(name)
+        # deepest first: pruning a graph renumbers its nodes, which enclosing routes index
+        for route in sorted(by_route, key=len, reverse=True):
+            edit.prune_unused(edit.graph_at(model, route), by_route[route])
     raise NonConvergence(f"fixes did not converge after {MAX_ROUNDS} rounds")
 
 
@@ -206,20 +234,22 @@ def repair(
     loaded = io.load(src)
     original = onnx.ModelProto()
     original.CopyFrom(loaded.model)
-    before, _ = lint_model(original, rules, contract)
     model = loaded.model
     changed = frozenset(outputs or {})
+    before: list[Finding] | None = None
     if outputs:
+        before = lint_model(original, rules, contract)[0]
         try:
             edit.redeclare_outputs(model, outputs)
         except ValueError as exc:
             return RepairResult(str(src), None, [], before, False, error=str(exc))
     try:
-        fixed = apply_fixes(model, rules, unsafe=unsafe_fixes)
-    except NonConvergence as exc:
-        return RepairResult(str(src), None, [], before, False, error=str(exc))
+        run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract)
+    except (NonConvergence, FixFailed) as exc:
+        return RepairResult(str(src), None, [], before or [], False, error=str(exc))
+    fixed, remaining = run.applied, run.after
+    before = before if before is not None else run.before
     changed |= {f.fix.params["output"] for f in fixed if f.rule == "TG101"}
-    remaining, _ = lint_model(model, rules, contract)
     # Re-lint must converge: what was fixed is gone and nothing new appeared.
     old_keys = {f.key() for f in before}
     new = [f for f in remaining if f.key() not in old_keys]

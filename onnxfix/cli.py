@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reference", metavar="NPZ",
                      help="inputs/outputs to compare with (<case>/in/<name>, <case>/out/<name>)")
     rep.add_argument("--no-verify", action="store_true",
-                     help="skip probe runs (checker, shape inference and session load still run)")
+                     help="skip what runs the model (onnxruntime session, probe runs); the "
+                     "checker, strict inference, interface check and re-lint still run")
     rep.add_argument("--format", choices=["text", "json"], default="text")
     rep.add_argument("--expect", metavar="SPEC", help="interface contract, as for lint")
     rep.add_argument("--output", action="append", metavar="NAME=VALUE", dest="outputs",
@@ -161,7 +162,15 @@ def _rule(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C so that every `finally` removes its temporary files.
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     handler = {"lint": _lint, "repair": _repair, "rules": _rules, "rule": _rule}[args.command]
     try:

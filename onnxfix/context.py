@@ -27,6 +27,9 @@ class GraphCtx:
     path: str
     shapes: Propagator
     parent: GraphCtx | None = None
+    #: (node index, attribute name) steps from the main graph: resolves the graph again
+    #: after edits (node names may contain '/', so the display path cannot)
+    route: tuple[tuple[int, str], ...] = ()
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
 
@@ -116,12 +119,12 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
     graphs: list[GraphCtx] = []
 
     def visit(g: onnx.GraphProto, ig: onnx.GraphProto | None, path: str,
-              parent: GraphCtx | None) -> None:
+              parent: GraphCtx | None, route: tuple[tuple[int, str], ...]) -> None:
         prop = Propagator(g, _value_infos(ig) if ig is not None else {},
                           parent.shapes if parent else None)
         # subgraph inputs (loop counters, scan slices) come from the graph itself
         prop.run()
-        gc = GraphCtx(g, path, prop, parent)
+        gc = GraphCtx(g, path, prop, parent, route=route)
         for n in g.node:
             for o in n.output:
                 if o:
@@ -136,9 +139,9 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
             isubs = dict(_subgraphs(inode)) if inode is not None else {}
             for attr, sub in _subgraphs(n):
                 label = n.name or f"{n.op_type}#{k}"
-                visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc)
+                visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc, (*route, (k, attr)))
 
-    visit(model.graph, inferred.graph if inferred is not None else None, "main", None)
+    visit(model.graph, inferred.graph if inferred is not None else None, "main", None, ())
     return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract)
 
 

@@ -31,37 +31,28 @@ class EditContext:
     index: int
     namer: Namer
     opset: int
-    path: str = "main"
-    prune: list[tuple[str, str]] = field(default_factory=list)
+    route: tuple[tuple[int, str], ...] = ()
+    prune: list[tuple[tuple[tuple[int, str], ...], str]] = field(default_factory=list)
 
     def upstream(self, names: Iterable[str]) -> None:
         """Offer the producers of ``names`` (and theirs) for removal if they end up unused."""
         for n in names:
             if n:
-                self.prune.append((self.path, n))
+                self.prune.append((self.route, n))
 
 
-def graph_at(model: onnx.ModelProto, path: str) -> onnx.GraphProto:
-    """Resolve a graph path from :mod:`onnxfix.context` (``main/<node>:<attr>/...``).
+def graph_at(model: onnx.ModelProto, route: tuple[tuple[int, str], ...]) -> onnx.GraphProto:
+    """Resolve a graph from its route (see :attr:`onnxfix.context.GraphCtx.route`).
 
     Graph objects held across an edit of an enclosing graph go stale, so code
-    that runs after edits looks graphs up again by path.
+    that runs after edits looks graphs up again.
     """
     graph = model.graph
-    for part in path.split("/")[1:] if path != "main" else []:
-        label, attr = part.rsplit(":", 1)
-        for k, n in enumerate(graph.node):
-            if (n.name or f"{n.op_type}#{k}") == label:
-                for a in n.attribute:
-                    if a.name == attr and a.type == onnx.AttributeProto.GRAPH:
-                        graph = a.g
-                        break
-                    if a.type == onnx.AttributeProto.GRAPHS and attr.startswith(a.name + "["):
-                        graph = a.graphs[int(attr[len(a.name) + 1:-1])]
-                        break
-                break
-        else:
-            raise KeyError(path)
+    for index, attr in route:
+        node = graph.node[index]
+        name, _, item = attr.partition("[")
+        a = next(a for a in node.attribute if a.name == name)
+        graph = a.graphs[int(item[:-1])] if item else a.g
     return graph
 
 

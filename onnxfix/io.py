@@ -159,7 +159,9 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError):
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        if "MaxDepth" in str(exc):
+            raise ModelError(p, "nests subgraphs deeper than protobuf can parse") from None
         raise ModelError(
             p, "is not an ONNX model (protobuf parse failed: truncated or not ONNX)"
         ) from None
@@ -170,8 +172,51 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
         raise ModelError(p, "is not an ONNX model (no graph found)")
     if model.ir_version <= 0:
         raise ModelError(p, "is not an ONNX model (no IR version)")
+    bad = _non_text(model)
+    if bad is not None:
+        raise ModelError(p, f"is corrupted: {bad} is not valid UTF-8 text")
     external = validate_external_data(model, p)
     return LoadedModel(path=p, model=model, external_files=external)
+
+
+def _non_text(model: onnx.ModelProto) -> str | None:
+    """The first name-like field that protobuf handed back as bytes (invalid UTF-8).
+
+    ONNX uses proto2 strings, which are not validated on parse: a flipped byte in a
+    name survives parsing and would surface as ``bytes`` deep inside analysis.
+    """
+    def graph(g: onnx.GraphProto) -> str | None:
+        for vi in (*g.input, *g.output, *g.value_info):
+            if not isinstance(vi.name, str):
+                return "a value name"
+            for d in vi.type.tensor_type.shape.dim:
+                if not isinstance(d.dim_param, str):
+                    return f"a dim name of '{vi.name}'"
+        for t in g.initializer:
+            if not isinstance(t.name, str):
+                return "an initializer name"
+            for e in t.external_data:
+                if not isinstance(e.key, str) or not isinstance(e.value, str):
+                    return f"the external data entry of '{t.name}'"
+        for n in g.node:
+            fields = (n.name, n.op_type, n.domain, *n.input, *n.output)
+            if not all(isinstance(x, str) for x in fields):
+                return "a node's name, type or value names"
+            for prop in n.metadata_props:
+                if not isinstance(prop.key, str) or not isinstance(prop.value, str):
+                    return f"metadata of node '{n.name}'"
+            for a in n.attribute:
+                if not isinstance(a.name, str):
+                    return f"an attribute name of node '{n.name}'"
+                for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                    found = graph(sub)
+                    if found:
+                        return found
+        return None
+
+    if not all(isinstance(o.domain, str) for o in model.opset_import):
+        return "an opset domain"
+    return graph(model.graph)
 
 
 def _tmp_in(folder: Path, suffix: str) -> Path:

@@ -327,8 +327,18 @@ def _location(g: GraphCtx, node: onnx.NodeProto, ctx: Context, rep: Repeat) -> d
     }
 
 
+#: Repeats beyond these are not rewritten (a corrupt count must not make us allocate).
+MAX_REPEAT = 1 << 16
+MAX_TOTAL = 1 << 20
+
+
 def _fix(rep: Repeat) -> Fix | None:
     if rep.uniform is None and rep.repeats is None:
+        return None
+    if rep.uniform is not None and not 0 < rep.uniform <= MAX_REPEAT:
+        return None
+    if rep.uniform is None and rep.repeats is not None and (
+            any(not 0 <= r <= MAX_REPEAT for r in rep.repeats) or sum(rep.repeats) > MAX_TOTAL):
         return None
     title = (
         f"Replace with Unsqueeze -> Expand -> Reshape (repeat {rep.uniform} on axis "
