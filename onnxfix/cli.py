@@ -9,6 +9,8 @@ Every anticipated failure is one line naming the file, never a traceback.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     lint.add_argument("--format", choices=["text", "json"], default="text")
     lint.add_argument("--select", action="append", help="rule codes or prefixes to run")
     lint.add_argument("--ignore", action="append", help="rule codes or prefixes to skip")
+    lint.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                      help="lint files in N processes (0: one per core)")
     lint.add_argument("--expect", metavar="SPEC",
                       help="interface contract: a .toml/.json file or a built-in profile "
                       "(wenet-encoder-chunk, wenet-ctc, hubert-features)")
@@ -71,8 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from onnxfix import api, contracts, report
-    from onnxfix.io import ModelError
+    from onnxfix import contracts, report
 
     contract = None
     if args.expect:
@@ -82,13 +85,22 @@ def _lint(args: argparse.Namespace) -> int:
             print(f"onnxfix: --expect {args.expect}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     results, errors = [], []
-    for path in args.models:
-        try:
-            results.append(api.lint(path, select=_codes(args.select), ignore=_codes(args.ignore),
-                                    expect=contract))
-        except ModelError as exc:
-            errors.append((path, exc.problem))
-            print(f"onnxfix: {exc}", file=sys.stderr)
+    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    task = functools.partial(_lint_one, select=_codes(args.select), ignore=_codes(args.ignore),
+                             contract=contract)
+    if jobs > 1 and len(args.models) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=min(jobs, len(args.models))) as pool:
+            outcomes = list(pool.map(task, args.models, chunksize=4))
+    else:
+        outcomes = [task(p) for p in args.models]
+    for path, (result, problem) in zip(args.models, outcomes):
+        if result is not None:
+            results.append(result)
+        else:
+            errors.append((path, problem))
+            print(f"onnxfix: {path}: {problem}", file=sys.stderr)
     if args.format == "json":
         print(report.lint_json(results, errors))
     else:
@@ -96,6 +108,23 @@ def _lint(args: argparse.Namespace) -> int:
     if errors:
         return EXIT_FAILURE
     return EXIT_FINDINGS if any(r.errors for r in results) else EXIT_OK
+
+
+def _lint_one(path: str, select: list[str], ignore: list[str], contract: object
+              ) -> tuple[object | None, str]:
+    """Lint one file; picklable both ways so that ``-j`` can run it in a worker."""
+    from onnxfix import api
+    from onnxfix.io import ModelError
+
+    try:
+        result = api.lint(path, select=select, ignore=ignore, expect=contract)  # type: ignore[arg-type]
+    except ModelError as exc:
+        return None, exc.problem
+    for f in result.findings:  # protobuf objects stay in the worker
+        f.node_ref = f.graph_ref = None
+        if f.fix is not None:
+            f.fix.params = {}
+    return result, ""
 
 
 def _repair(args: argparse.Namespace) -> int:
