@@ -17,6 +17,31 @@ from collections.abc import Sequence
 from onnxfix import __version__
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
+FORMATS = ["text", "json", "sarif", "github"]
+
+
+class UsageError(Exception):
+    """A bad flag, config file or contract: one line and exit 2."""
+
+
+def _options(args: argparse.Namespace) -> tuple[object, list[str], list[str], object]:
+    """(config, select, ignore, contract): command-line flags win over [tool.onnxfix]."""
+    from onnxfix import config, contracts
+
+    try:
+        cfg = config.load()
+    except config.ConfigError as exc:
+        raise UsageError(f"config: {exc}") from None
+    select = _codes(getattr(args, "select", None)) or cfg.select
+    ignore = _codes(getattr(args, "ignore", None)) or cfg.ignore
+    spec = getattr(args, "expect", None) or cfg.expect
+    contract = None
+    if spec:
+        try:
+            contract = contracts.load(spec)
+        except contracts.ContractError as exc:
+            raise UsageError(f"--expect {spec}: {exc}") from None
+    return cfg, select, ignore, contract
 
 
 def _codes(values: list[str] | None) -> list[str]:
@@ -40,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lint = sub.add_parser("lint", help="report problems (reads no weights)")
     lint.add_argument("models", nargs="+", metavar="MODEL")
-    lint.add_argument("--format", choices=["text", "json"], default="text")
+    lint.add_argument("--format", choices=FORMATS, default="text")
     lint.add_argument("--select", action="append", help="rule codes or prefixes to run")
     lint.add_argument("--ignore", action="append", help="rule codes or prefixes to skip")
     lint.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
@@ -67,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="declare graph output NAME as the existing value VALUE "
                      "(re-declares the outputs of a cut graph)")
 
+    chk = sub.add_parser("check", help="pre-deployment check: lint, load and run in onnxruntime")
+    chk.add_argument("model", metavar="MODEL")
+    chk.add_argument("--dims", nargs="+", metavar="SYM=V1,V2",
+                     help="probe values per dynamic dim, e.g. T=1,37,400 B=1,3 (every "
+                     "combination runs); default: distinct values other than 1")
+    chk.add_argument("--reference", metavar="NPZ", help="inputs and outputs to reproduce")
+    chk.add_argument("--expect", metavar="SPEC", help="interface contract, as for lint")
+    chk.add_argument("--select", action="append")
+    chk.add_argument("--ignore", action="append")
+    chk.add_argument("--format", choices=FORMATS, default="text")
+
     rules = sub.add_parser("rules", help="list the rules")
     rules.add_argument("--format", choices=["text", "json"], default="text")
     one = sub.add_parser("rule", help="show a rule's documentation")
@@ -75,19 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from onnxfix import contracts, report
+    from onnxfix import registry, report
 
-    contract = None
-    if args.expect:
-        try:
-            contract = contracts.load(args.expect)
-        except contracts.ContractError as exc:
-            print(f"onnxfix: --expect {args.expect}: {exc}", file=sys.stderr)
-            return EXIT_FAILURE
+    cfg, select, ignore, contract = _options(args)
     results, errors = [], []
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-    task = functools.partial(_lint_one, select=_codes(args.select), ignore=_codes(args.ignore),
-                             contract=contract)
+    task = functools.partial(_lint_one, select=select, ignore=ignore, contract=contract)
     if jobs > 1 and len(args.models) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
@@ -97,17 +126,60 @@ def _lint(args: argparse.Namespace) -> int:
         outcomes = [task(p) for p in args.models]
     for path, (result, problem) in zip(args.models, outcomes):
         if result is not None:
+            result.findings = cfg.adjust(path, result.findings)  # type: ignore[attr-defined]
             results.append(result)
         else:
             errors.append((path, problem))
             print(f"onnxfix: {path}: {problem}", file=sys.stderr)
     if args.format == "json":
         print(report.lint_json(results, errors))
+    elif args.format == "sarif":
+        print(report.sarif([(r.path, r.findings) for r in results],
+                           list(registry.all_rules())))
+    elif args.format == "github":
+        print(report.github([(r.path, r.findings) for r in results],
+                            [report.annotation(p, "error", "onnxfix", m) for p, m in errors]))
     else:
         report.print_lint(results, errors)
     if errors:
         return EXIT_FAILURE
     return EXIT_FINDINGS if any(r.errors for r in results) else EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from onnxfix import api, registry, report
+    from onnxfix.io import ModelError
+
+    cfg, select, ignore, contract = _options(args)
+    dims = dict(cfg.dims)  # type: ignore[attr-defined]
+    for spec in args.dims or []:
+        sym, sep, values = spec.partition("=")
+        try:
+            dims[sym] = [int(v) for v in values.split(",") if v]
+        except ValueError:
+            dims[sym] = []
+        if not sep or not sym or not dims[sym] or min(dims[sym]) < 1:
+            raise UsageError(f"--dims takes SYM=V1,V2,... with positive integers, got '{spec}'")
+    try:
+        result = api.check(args.model, dims=dims or None, reference=args.reference,
+                           expect=contract, select=select, ignore=ignore)  # type: ignore[arg-type]
+    except ModelError as exc:
+        print(f"onnxfix: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    result.lint.findings = cfg.adjust(args.model, result.lint.findings)  # type: ignore[attr-defined]
+    failures = [r for r in result.runs if not r.ok]
+    if args.format == "json":
+        print(report.check_json(result))
+    elif args.format == "sarif":
+        print(report.sarif([(result.path, result.lint.findings)], list(registry.all_rules()),
+                           [report.sarif_runtime(result.path, r) for r in failures]))
+    elif args.format == "github":
+        print(report.github([(result.path, result.lint.findings)],
+                            [report.annotation(result.path, "error", report.run_title(r),
+                                               report.describe_run(r)) for r in failures]))
+    else:
+        report.print_check(result)
+    return result.exit_code
 
 
 def _lint_one(path: str, select: list[str], ignore: list[str], contract: object
@@ -128,8 +200,10 @@ def _lint_one(path: str, select: list[str], ignore: list[str], contract: object
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from onnxfix import api, contracts, report
+    from onnxfix import api, report
     from onnxfix.io import ModelError
+
+    _cfg, select, ignore, contract = _options(args)
 
     if args.output is None and not args.dry_run:
         print("onnxfix: error: repair needs OUT (or --dry-run)", file=sys.stderr)
@@ -143,15 +217,12 @@ def _repair(args: argparse.Namespace) -> int:
         outputs[name] = value
     try:
         result = api.repair(
-            args.input, args.output, select=_codes(args.select), ignore=_codes(args.ignore),
+            args.input, args.output, select=select, ignore=ignore,
             unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
-            verify_probe=not args.no_verify, outputs=outputs, expect=args.expect,
+            verify_probe=not args.no_verify, outputs=outputs, expect=contract,  # type: ignore[arg-type]
         )
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except contracts.ContractError as exc:
-        print(f"onnxfix: --expect {args.expect}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.format == "json":
         print(report.repair_json(result))
@@ -201,9 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
-    handler = {"lint": _lint, "repair": _repair, "rules": _rules, "rule": _rule}[args.command]
+    handler = {"lint": _lint, "repair": _repair, "check": _check, "rules": _rules,
+               "rule": _rule}[args.command]
     try:
         return handler(args)
+    except UsageError as exc:
+        print(f"onnxfix: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         print("onnxfix: interrupted; nothing written", file=sys.stderr)
         return EXIT_FAILURE

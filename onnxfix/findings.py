@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """``error`` fails at run time or gives wrong results; ``warning`` is risky or slow."""
 
     ERROR = "error"
@@ -15,7 +15,7 @@ class Severity(str, Enum):
     INFO = "info"
 
 
-class Applicability(str, Enum):
+class Applicability(StrEnum):
     """How far a fix can be trusted (after ruff): safe fixes are applied by default."""
 
     SAFE = "safe"

@@ -320,7 +320,7 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
     if reference is not None:
         ref_settings = []
         for feeds, want in load_reference(reference):
-            setting = _setting_of(cand, feeds)
+            setting = setting_of(cand, feeds)
             try:
                 got = run(sess, feeds)
                 check_output_dims(cand, setting, got, symbolic=False)
@@ -391,7 +391,7 @@ def _report_probe(rep: Report, symbols: list[str]) -> None:
                      f"max abs diff {rep.max_abs_diff:.3g}")
 
 
-def _setting_of(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+def setting_of(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, int]:
     """The value each dynamic dim takes in a set of inputs."""
     setting: dict[str, int] = {}
     for vi in model.graph.input:

@@ -92,3 +92,24 @@ def print_rule(rule: Any) -> None:
     console.print(f"# {rule.code} {rule.name} ({rule.severity.value})", style="bold")
     console.print(rule.summary)
     console.print(Markdown(rule.docs))
+
+
+def print_check(result: Any) -> None:
+    from onnxfix.report.check import describe_run
+
+    console = _console()
+    for f in result.lint.findings:
+        _finding(console, result.path, f)
+    errors = len(result.lint.errors)
+    console.print(f"lint: {errors} error(s), {len(result.lint.findings) - errors} other finding(s)")
+    console.print("onnxruntime load: " + ("ok" if result.load_error is None else "FAILED"))
+    for r in result.runs:
+        if r.ok:
+            diff = f", max abs diff {r.max_abs_diff:.3g}" if r.max_abs_diff is not None else ""
+            console.print(f"run {r.setting or 'static shapes'}: ok{diff}")
+        else:
+            console.print(describe_run(r), style="red")
+    for note in result.notes:
+        console.print(f"note: {note}", style="dim")
+    console.print(f"{result.path}: " + ("PASS" if result.passed else "FAIL"),
+                  style="bold green" if result.passed else "bold red")

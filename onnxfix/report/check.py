@@ -1,0 +1,33 @@
+"""Describing probe runs of ``onnxfix check`` in every format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def run_title(run: Any) -> str:
+    return "onnxruntime" + (f" ({run.explained_by})" if run.explained_by else "")
+
+
+def describe_run(run: Any) -> str:
+    where = ""
+    if run.node:
+        where = f" at {run.node}" + (f" (PyTorch scope {run.scope})" if run.scope else "")
+    cause = f"; see {run.explained_by}" if run.explained_by else ""
+    setting = f" with {run.setting}" if run.setting else ""
+    return f"onnxruntime failed{setting}{where}{cause}: {run.error}"
+
+
+def sarif_runtime(path: str, run: Any) -> dict[str, Any]:
+    logical = [{"name": run.node, "kind": "function"}] if run.node else []
+    if run.scope:
+        logical.append({"name": run.scope, "kind": "module"})
+    res: dict[str, Any] = {
+        "ruleId": run.explained_by or "onnxruntime",
+        "level": "error",
+        "message": {"text": describe_run(run)},
+        "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}},
+                       "logicalLocations": logical}],
+        "properties": {"setting": run.setting, "source": "onnxruntime"},
+    }
+    return res
