@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from onnxfix import __version__
 
@@ -161,8 +162,9 @@ def _check(args: argparse.Namespace) -> int:
         if not sep or not sym or not dims[sym] or min(dims[sym]) < 1:
             raise UsageError(f"--dims takes SYM=V1,V2,... with positive integers, got '{spec}'")
     try:
-        result = api.check(args.model, dims=dims or None, reference=args.reference,
-                           expect=contract, select=select, ignore=ignore)  # type: ignore[arg-type]
+        with _busy(f"checking {args.model}: lint, load, probe runs"):
+            result = api.check(args.model, dims=dims or None, reference=args.reference,
+                               expect=contract, select=select, ignore=ignore)  # type: ignore[arg-type]
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -180,6 +182,17 @@ def _check(args: argparse.Namespace) -> int:
     else:
         report.print_check(result)
     return result.exit_code
+
+
+def _busy(message: str) -> Any:
+    """A spinner on stderr for work that takes seconds; nothing when not a terminal."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def _lint_one(path: str, select: list[str], ignore: list[str], contract: object
@@ -216,11 +229,12 @@ def _repair(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         outputs[name] = value
     try:
-        result = api.repair(
-            args.input, args.output, select=select, ignore=ignore,
-            unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
-            verify_probe=not args.no_verify, outputs=outputs, expect=contract,  # type: ignore[arg-type]
-        )
+        with _busy(f"repairing {args.input}: fixing, copying weights, verifying"):
+            result = api.repair(
+                args.input, args.output, select=select, ignore=ignore,
+                unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
+                verify_probe=not args.no_verify, outputs=outputs, expect=contract,  # type: ignore[arg-type]
+            )
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
         return EXIT_FAILURE
