@@ -22,7 +22,9 @@ back to what ONNX shape inference said.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -61,11 +63,16 @@ class Sym:
     @property
     def varies(self) -> bool:
         """True if the dim is (a function of) a named input symbol."""
-        if self.kind == "sym":
-            return True
-        if self.kind == "unk":
-            return False
-        return any(isinstance(x, Sym) and x.varies for x in self.args)
+        return _varies(self)
+
+
+@functools.lru_cache(maxsize=65536)
+def _varies(d: Sym) -> bool:
+    if d.kind == "sym":
+        return True
+    if d.kind == "unk":
+        return False
+    return any(isinstance(x, Sym) and _varies(x) for x in d.args)
 
 
 Dim = int | Sym
@@ -871,7 +878,7 @@ def _small_int_values(t: onnx.TensorProto) -> list[int] | None:
     stored as external data are never read (lint reads no weight bytes).
     """
     if (t.data_type not in _VALUE_TYPES or t.data_location == onnx.TensorProto.EXTERNAL
-            or int(np.prod(t.dims)) > _MAX_VALUE):
+            or math.prod(t.dims) > _MAX_VALUE):
         return None
     arr = numpy_helper.to_array(t).reshape(-1)
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):

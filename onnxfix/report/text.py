@@ -1,22 +1,28 @@
-"""Text output for people, rendered with rich (plain when not a terminal)."""
+"""Text output for people, rendered with rich (plain when not a terminal).
+
+rich is imported inside the functions: JSON, SARIF and GitHub output never pay
+for it, and only ``onnxfix rule`` pays for its Markdown renderer (80 ms).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def _console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True)
 
 
 def _finding(console: Console, path: str, f: Any) -> None:
+    from rich.text import Text
+
     head = Text()
     head.append(f"{path}", style="bold")
     head.append(f" [{f.graph}] {f.node} ({f.op_type})  ")
@@ -78,6 +84,8 @@ def print_repair(result: Any, dry_run: bool) -> None:
 
 
 def print_rules(rules: list[Any]) -> None:
+    from rich.table import Table
+
     table = Table(title="onnxfix rules")
     for col in ("code", "name", "severity", "fix", "summary"):
         table.add_column(col)
@@ -88,6 +96,8 @@ def print_rules(rules: list[Any]) -> None:
 
 
 def print_rule(rule: Any) -> None:
+    from rich.markdown import Markdown
+
     console = _console()
     console.print(f"# {rule.code} {rule.name} ({rule.severity.value})", style="bold")
     console.print(rule.summary)
