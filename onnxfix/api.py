@@ -45,6 +45,8 @@ def run_rules(ctx: context.Context, rules: Iterable[Rule]) -> list[Finding]:
     specific = {(f.graph, f.node) for f in findings
                 if f.rule not in generic and f.severity == Severity.ERROR}
     findings = [f for f in findings if f.rule not in generic or (f.graph, f.node) not in specific]
+    for f in findings:  # define the short names (d1, d2, ...) a message uses
+        f.message += ctx.legend(f.message + " ".join(s for _, s in f.inputs))
     return _drop_consequences(ctx, findings)
 
 

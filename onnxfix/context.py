@@ -17,6 +17,8 @@ import onnx
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
 
 SUBGRAPH_ATTRS = ("then_branch", "else_branch", "body")
+#: derived dims rendered longer than this get a short name and a definition
+ABBREVIATE_AT = 48
 
 
 @dataclass
@@ -62,11 +64,32 @@ class Context:
     #: the interface contract given with --expect, if any (onnxfix.contracts.Contract)
     contract: object | None = None
 
+    #: short names (d1, d2, ...) for derived dims too long to read inline
+    abbrev: dict[Sym, str] = field(default_factory=dict)
+
+    def _names(self) -> dict[Sym, str]:
+        return {**self.abbrev, **self.aliases}
+
     def fmt(self, shape: Shape | None) -> str:
-        return fmt_shape(shape, self.aliases)
+        if shape is not None:
+            for d in shape:
+                self._abbreviate(d)
+        return fmt_shape(shape, self._names())
 
     def fmt_dim(self, dim: Dim) -> str:
-        return fmt_dim(dim, self.aliases)
+        self._abbreviate(dim)
+        return fmt_dim(dim, self._names())
+
+    def _abbreviate(self, dim: Dim) -> None:
+        if isinstance(dim, Sym) and dim not in self.aliases and dim not in self.abbrev and len(
+                str(dim)) > ABBREVIATE_AT:
+            self.abbrev[dim] = f"d{len(self.abbrev) + 1}"
+
+    def legend(self, text: str) -> str:
+        """The definitions of the short names ``text`` uses, to append to a message."""
+        used = [(name, d) for d, name in self.abbrev.items()
+                if re.search(rf"\b{name}\b", text)]
+        return "".join(f"; {name} = {d}" for name, d in used)
 
     @property
     def main(self) -> GraphCtx:
