@@ -44,6 +44,18 @@ class GraphCtx:
     def dtype(self, name: str) -> int:
         return self.shapes.dtype(name)
 
+    def chain(self, value: str, *ops: str) -> list[onnx.NodeProto] | None:
+        """The producers of ``value``, of their first input, and so on, if their op types
+        are ``ops`` in that order (``chain(y, "Reshape", "Expand")``); else None."""
+        nodes = []
+        for op in ops:
+            node = self.producer(value)
+            if node is None or node.op_type != op or not node.input:
+                return None
+            nodes.append(node)
+            value = node.input[0]
+        return nodes
+
     def producer(self, name: str) -> onnx.NodeProto | None:
         g: GraphCtx | None = self
         while g is not None:

@@ -159,15 +159,10 @@ def _intended(xs: Shape, axis: int, repeats: list[int] | None, uniform: int | No
 
 def _chain_repeat(g: GraphCtx, value: str, axis: int) -> tuple[str, int | None] | None:
     """Follow Reshape <- Expand <- Unsqueeze(axis + 1) back to the slice; return (slice, r)."""
-    rs = g.producer(value)
-    if rs is None or rs.op_type != "Reshape":
+    found = g.chain(value, "Reshape", "Expand", "Unsqueeze")
+    if found is None:
         return None
-    ex = g.producer(rs.input[0])
-    if ex is None or ex.op_type != "Expand":
-        return None
-    un = g.producer(ex.input[0])
-    if un is None or un.op_type != "Unsqueeze":
-        return None
+    _rs, ex, un = found
     axes = _attr(un, "axes", None)
     if axes is None and len(un.input) > 1:
         axes = _consts(g, un.input[1])
@@ -252,10 +247,8 @@ def _uniform_fill(g: GraphCtx, name: str, depth: int = 0) -> int | None:
 
 def _body_chain(body: GraphCtx, value: str) -> str | None:
     """The SequenceAt output at the root of Reshape <- Expand <- Unsqueeze in a loop body."""
-    rs = body.producers.get(value)
-    ex = body.producers.get(rs.input[0]) if rs is not None and rs.op_type == "Reshape" else None
-    un = body.producers.get(ex.input[0]) if ex is not None and ex.op_type == "Expand" else None
-    return un.input[0] if un is not None and un.op_type == "Unsqueeze" else None
+    found = body.chain(value, "Reshape", "Expand", "Unsqueeze")
+    return found[-1].input[0] if found is not None else None
 
 
 def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Repeat | None:

@@ -338,13 +338,10 @@ def _scatter_pattern(g: GraphCtx, node: onnx.NodeProto) -> dict | None:
     xs, ms_idx, us = g.shape(data), g.shape(indices), g.shape(updates)
     if xs is None or ms_idx is None or us is None or len(ms_idx) != 2:
         return None
-    tr = g.producer(indices)
-    if tr is None or tr.op_type != "Transpose":
+    found = g.chain(indices, "Transpose", "NonZero")
+    if found is None:
         return None
-    nz = g.producer(tr.input[0])
-    if nz is None or nz.op_type != "NonZero":
-        return None
-    mask = nz.input[0]
+    mask = found[1].input[0]
     if g.dtype(mask) != onnx.TensorProto.BOOL or g.shape(mask) != tuple(xs):
         return None
     if ms_idx[1] != len(xs) or len(us) != 1:
