@@ -75,6 +75,8 @@ class Context:
     aliases: dict[Sym, str] = field(default_factory=dict)
     #: the interface contract given with --expect, if any (onnxfix.contracts.Contract)
     contract: object | None = None
+    #: what strict type/shape inference (onnxruntime's load-time check) said, if it failed
+    strict_error: str | None = None
 
     #: short names (d1, d2, ...) for derived dims too long to read inline
     abbrev: dict[Sym, str] = field(default_factory=dict)
@@ -128,26 +130,33 @@ def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
                 yield f"{a.name}[{i}]", g
 
 
-def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None]:
-    """ONNX shape inference; failures are reported, not raised.
+def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, str | None]:
+    """ONNX shape inference: (inferred model, strict-mode error, error of the fallback).
 
-    Without data propagation: ours (:mod:`onnxfix.shapes`) tracks shape values
-    with bounded memory, while ONNX's materialises them — a 100-byte model with a
-    ``ConstantOfShape`` of 2**31 elements made it allocate until killed.
+    Strict mode with type checks runs first, because what it rejects onnxruntime
+    rejects at load (rule VA101 reports it); only if it fails does a lenient pass
+    run for the shapes.  Without data propagation: ours (:mod:`onnxfix.shapes`)
+    tracks shape values with bounded memory, while ONNX's materialises them — a
+    100-byte model with a ``ConstantOfShape`` of 2**31 elements made it allocate
+    until killed.
     """
     try:
-        return (
-            onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                              data_prop=False),
-            None,
-        )
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
+                                                 data_prop=False), None, None
     except Exception as exc:
-        return None, str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
+        strict = str(exc) or repr(exc)
+    try:
+        lenient = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
+                                                    data_prop=False)
+        return lenient, strict, None
+    except Exception as exc:
+        text = str(exc).strip()
+        return None, strict, text.splitlines()[0][:300] if text else repr(exc)
 
 
 def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
     """Analyse ``model`` (which is only read, never changed)."""
-    inferred, err = infer(model)
+    inferred, strict_err, err = infer(model)
     opset = next(
         (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0
     )
@@ -177,7 +186,8 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
                 visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc, (*route, (k, attr)))
 
     visit(model.graph, inferred.graph if inferred is not None else None, "main", None, ())
-    return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract)
+    return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract,
+                   strict_err)
 
 
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:

@@ -56,14 +56,14 @@ def graph_at(model: onnx.ModelProto, route: tuple[tuple[int, str], ...]) -> onnx
     return graph
 
 
-def _used_names(graph: onnx.GraphProto) -> set[str]:
+def used_names(graph: onnx.GraphProto) -> set[str]:
     used = {o.name for o in graph.output}
     for n in graph.node:
         used.update(i for i in n.input if i)
         for a in n.attribute:
             subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
             for g in subs:  # outer-scope references from subgraphs
-                used |= _used_names(g)
+                used |= used_names(g)
     return used
 
 
@@ -75,7 +75,7 @@ def prune_unused(graph: onnx.GraphProto, candidates: set[str]) -> int:
     """
     removed = 0
     while True:
-        used = _used_names(graph)
+        used = used_names(graph)
         producers = {o: n for n in graph.node for o in n.output if o}
         dead = [
             n for n in graph.node
@@ -88,7 +88,7 @@ def prune_unused(graph: onnx.GraphProto, candidates: set[str]) -> int:
             # values a dead Loop/If/Scan body read from this graph die with it
             for a in n.attribute:
                 for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
-                    candidates.update(v for v in _used_names(sub) if v in producers)
+                    candidates.update(v for v in used_names(sub) if v in producers)
         keep = [n for n in graph.node if not any(n is d for d in dead)]
         copies = [onnx.NodeProto() for _ in keep]
         for c, n in zip(copies, keep):

@@ -62,18 +62,11 @@ def _dims(vi: onnx.ValueInfoProto) -> tuple | None:
     )
 
 
-def interface(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple | None]]]:
-    init = {t.name for t in model.graph.initializer}
-    return {
-        "inputs": [
-            (vi.name, vi.type.tensor_type.elem_type, _dims(vi))
-            for vi in model.graph.input
-            if vi.name not in init
-        ],
-        "outputs": [
-            (vi.name, vi.type.tensor_type.elem_type, _dims(vi)) for vi in model.graph.output
-        ],
-    }
+def interface(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple]]]:
+    from onnxfix.contracts import model_ports
+
+    return {kind: [(n, dt, tuple(sh)) for n, dt, sh in model_ports(model, kind)]
+            for kind in ("inputs", "outputs")}
 
 
 def interface_diff(before: onnx.ModelProto, after: onnx.ModelProto,

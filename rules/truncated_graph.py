@@ -224,20 +224,10 @@ def detect_constant_outputs(ctx: Context) -> Iterable[Finding]:
         )
 
 
-def _read_names(graph: onnx.GraphProto) -> set[str]:
-    used = {o.name for o in graph.output}
-    for n in graph.node:
-        used.update(i for i in n.input if i)
-        for a in n.attribute:
-            for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
-                used |= _read_names(sub)
-    return used
-
-
 def detect_unused_inputs(ctx: Context) -> Iterable[Finding]:
     g = ctx.main
     init = {t.name for t in g.graph.initializer}
-    used = _read_names(g.graph)
+    used = edit.used_names(g.graph)
     for vi in g.graph.input:
         if vi.name in init or vi.name in used:
             continue
@@ -257,7 +247,7 @@ def _dead_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
     for n in graph.node:  # outer-scope reads from subgraphs keep values alive
         for a in n.attribute:
             for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
-                live |= _read_names(sub)
+                live |= edit.used_names(sub)
     alive: set[int] = set()
     for n in reversed(graph.node):
         if any(o in live for o in n.output if o):
