@@ -87,8 +87,9 @@ def print_rules(rules: list[Any]) -> None:
     from rich.table import Table
 
     table = Table(title="onnxfix rules")
-    for col in ("code", "name", "severity", "fix", "summary"):
-        table.add_column(col)
+    for col in ("code", "name", "severity", "fix"):
+        table.add_column(col, no_wrap=True)  # codes and names are identifiers: never cut
+    table.add_column("summary")
     for r in rules:
         table.add_row(r.code, r.name, r.severity.value,
                       r.fixable.value if r.fixable else "-", r.summary)
