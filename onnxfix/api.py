@@ -253,9 +253,10 @@ def repair(
     fixed, remaining = run.applied, run.after
     before = before if before is not None else run.before
     changed |= {f.fix.params["output"] for f in fixed if f.rule == "TG101"}
-    # Re-lint must converge: what was fixed is gone and nothing new appeared.
+    # Re-lint must converge: what was fixed is gone and no new error appeared.  (Warnings
+    # may appear: those downstream of an error were hidden as its consequences.)
     old_keys = {f.key() for f in before}
-    new = [f for f in remaining if f.key() not in old_keys]
+    new = [f for f in remaining if f.key() not in old_keys and f.severity == Severity.ERROR]
     if fixed and new:
         return RepairResult(
             str(src), None, fixed, remaining, False,

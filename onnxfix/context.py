@@ -193,6 +193,8 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:
     """An output declared ``[B, T, C]`` names the derived dims computed for it."""
     aliases: dict[Sym, str] = {}
+    # an input's symbol is taken: an output reusing it for another size would mislabel
+    taken = {d.dim_param for vi in graph.input for d in vi.type.tensor_type.shape.dim}
     for vi in graph.output:
         shape = main.shape(vi.name)
         if shape is None or not vi.type.HasField("tensor_type"):
@@ -200,7 +202,7 @@ def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:
         for d, decl in zip(shape, vi.type.tensor_type.shape.dim):
             if isinstance(d, Sym) and d.kind != "sym" and decl.dim_param:
                 # names the TorchScript exporter invents ("Concaty_dim_1") explain nothing
-                if re.search(r"_dim_\d+$", decl.dim_param) is None:
+                if re.search(r"_dim_\d+$", decl.dim_param) is None and decl.dim_param not in taken:
                     aliases.setdefault(d, decl.dim_param)
     return aliases
 

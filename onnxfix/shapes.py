@@ -824,9 +824,12 @@ class Propagator:
             if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
                 spatial.append(d if strides[i] == 1 else derived("ceildiv", d, strides[i]))
                 continue
-            if isinstance(d, int) and isinstance(k, int) and not ceil:
+            if isinstance(k, int) and not ceil:
+                # floor((d + pads - eff) / s) + 1, kept exact so that equal sizes compare
+                # equal: a causal conv over (cache + x) gives x back
                 eff = dil[i] * (k - 1) + 1
-                spatial.append((d + pads[i] + pads[i + nsp] - eff) // strides[i] + 1)
+                inner = d_add(d, pads[i] + pads[i + nsp] - eff)
+                spatial.append(d_add(d_floordiv(inner, strides[i]), 1))
             else:
                 spatial.append(
                     derived("conv", d, k, strides[i], dil[i], pads[i] + pads[i + nsp], ceil)

@@ -16,6 +16,7 @@ from onnxfix import contracts, edit
 from onnxfix.context import Context, GraphCtx, scope_of
 from onnxfix.findings import Applicability, Finding, Fix, Severity
 from onnxfix.registry import Rule
+from onnxfix.shapes import Sym, named
 
 FAMILY = "truncated-graph"
 
@@ -74,6 +75,15 @@ NAMES_DOCS = _docs(
     "definition\") and empty names.",
     "Add(a, b) -> y ;  Mul(a, b) -> y",
     "No fix: which definition is meant cannot be decided from the graph.",
+)
+MISLABELED_DOCS = _docs(
+    "Finds graph outputs whose declared dynamic dim reuses the name of an input dim "
+    "while the symbolic shape analysis shows the graph computes something else.",
+    "Declared dims are how runtimes and serving code size buffers and match shapes. "
+    "WeNet's export names both the input frames and the 4x-subsampled output frames 'T': "
+    "the declaration says output T equals input T, the graph says ((T - 1)//2 - 1)//2.",
+    "chunk: float[1, T, 80] -> output: float[1, T, 256]   # computed: conv(conv(T))",
+    "No fix: rename the axis in `dynamic_axes` (an output axis needs its own name).",
 )
 CONTRACT_DOCS = _docs(
     "Checks the model's inputs and outputs against an interface contract (`--expect` "
@@ -313,6 +323,43 @@ def detect_names(ctx: Context) -> Iterable[Finding]:
             )
 
 
+def _closed_form(d: object) -> bool:
+    """Arithmetic of input symbols only: its difference from a symbol is a proven fact
+    (a size sliced by run-time bounds is not)."""
+    if isinstance(d, int):
+        return True
+    if not isinstance(d, Sym):
+        return False
+    if d.kind == "sym":
+        return True
+    return d.kind in ("add", "mul", "floordiv", "mod") and all(_closed_form(a) for a in d.args)
+
+
+def detect_mislabeled_dims(ctx: Context) -> Iterable[Finding]:
+    g = ctx.main
+    input_syms = {d.dim_param for vi in g.graph.input
+                  for d in vi.type.tensor_type.shape.dim if d.dim_param}
+    for vi in g.graph.output:
+        shape = g.shape(vi.name)
+        if shape is None:
+            continue
+        for axis, (decl, d) in enumerate(zip(vi.type.tensor_type.shape.dim, shape)):
+            name = decl.dim_param
+            if not name or name not in input_syms or not isinstance(d, Sym):
+                continue
+            if d.kind == "sym" or not d.varies or named(name) == d or not _closed_form(d):
+                continue
+            node = g.producers.get(vi.name)
+            yield Finding(
+                rule="TG107", name="output-dim-mislabeled", severity=Severity.WARNING,
+                message=f"output '{vi.name}' axis {axis} is declared '{name}', the name of an "
+                f"input dim, but the graph computes {d}: code that sizes buffers "
+                "or checks shapes from the declaration will be wrong",
+                advice="give the output axis its own name in dynamic_axes",
+                **_loc(g, node, f"<output {vi.name}>", "GraphOutput"),
+            )
+
+
 def detect_contract(ctx: Context) -> Iterable[Finding]:
     contract = ctx.contract
     if contract is None:
@@ -343,6 +390,9 @@ RULES = [
     Rule("TG106", "duplicate-or-empty-name", Severity.ERROR,
          "A value is defined twice, or a graph name is empty", NAMES_DOCS, None, detect_names,
          family=FAMILY),
+    Rule("TG107", "output-dim-mislabeled", Severity.WARNING,
+         "An output dim is declared with an input dim's name but computed differently",
+         MISLABELED_DOCS, None, detect_mislabeled_dims, family=FAMILY),
     Rule("TG201", "interface-mismatch", Severity.ERROR,
          "Inputs/outputs differ from the interface contract (--expect)", CONTRACT_DOCS, None,
          detect_contract, family=FAMILY),
