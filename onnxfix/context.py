@@ -16,7 +16,6 @@ import onnx
 
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
 
-SUBGRAPH_ATTRS = ("then_branch", "else_branch", "body")
 #: derived dims rendered longer than this get a short name and a definition
 ABBREVIATE_AT = 48
 
