@@ -345,15 +345,16 @@ def _explain(error: str, model: onnx.ModelProto, findings: list[Finding]
 def check(path: str | os.PathLike[str], *, dims: dict[str, list[int]] | None = None,
           reference: str | os.PathLike[str] | None = None,
           expect: str | os.PathLike[str] | contracts.Contract | None = None,
-          select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
-          ) -> CheckResult:
+          select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
+          providers: list[str] | None = None) -> CheckResult:
     """Lint, load in onnxruntime, and run at probe settings: will this model deploy?
 
     Without ``dims`` every dynamic dim gets a distinct value other than 1 (1 hides
     broadcasting bugs): the check passes if the model runs at both settings of some
     rung of the probe ladder.  With ``dims`` ({"T": [1, 37, 400], ...}) every
     combination must run.  ``reference`` (an ``.npz`` of inputs and outputs) must
-    be reproduced.
+    be reproduced.  ``providers`` are onnxruntime execution providers (default: CPU);
+    one that is not installed raises :class:`onnxfix.verify.ProviderError`.
     """
     import itertools
 
@@ -362,7 +363,9 @@ def check(path: str | os.PathLike[str], *, dims: dict[str, list[int]] | None = N
     result = CheckResult(str(path), lint(path, select=select, ignore=ignore, expect=expect))
     model = io.load(path).model
     try:
-        sess = verify.session(Path(path))
+        sess = verify.session(Path(path), providers)
+    except verify.ProviderError:
+        raise
     except Exception as exc:
         result.load_error = verify.first_error_line(exc)
         node, scope, rule = _explain(result.load_error, model, result.lint.findings)

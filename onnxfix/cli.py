@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("--expect", metavar="SPEC", help="interface contract, as for lint")
     chk.add_argument("--select", action="append")
     chk.add_argument("--ignore", action="append")
+    chk.add_argument("--provider", action="append", metavar="NAME",
+                     help="onnxruntime execution provider to run on (repeat for a priority "
+                     "list; default CPUExecutionProvider)")
     chk.add_argument("--format", choices=FORMATS, default="text")
 
     rules = sub.add_parser("rules", help="list the rules")
@@ -150,6 +153,7 @@ def _lint(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from onnxfix import api, registry, report
     from onnxfix.io import ModelError
+    from onnxfix.verify import ProviderError
 
     cfg, select, ignore, contract = _options(args)
     dims = dict(cfg.dims)  # type: ignore[attr-defined]
@@ -164,10 +168,13 @@ def _check(args: argparse.Namespace) -> int:
     try:
         with _busy(f"checking {args.model}: lint, load, probe runs"):
             result = api.check(args.model, dims=dims or None, reference=args.reference,
-                               expect=contract, select=select, ignore=ignore)  # type: ignore[arg-type]
+                               expect=contract, select=select, ignore=ignore,  # type: ignore[arg-type]
+                               providers=args.provider)
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    except ProviderError as exc:
+        raise UsageError(str(exc)) from None
     result.lint.findings = cfg.adjust(args.model, result.lint.findings)  # type: ignore[attr-defined]
     failures = [r for r in result.runs if not r.ok]
     if args.format == "json":

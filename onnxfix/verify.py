@@ -156,13 +156,23 @@ def make_inputs(model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
 # --- running ---------------------------------------------------------------------------------
 
 
-def session(path_or_bytes: str | Path | bytes) -> Any:
+class ProviderError(Exception):
+    """An execution provider that this onnxruntime does not have."""
+
+
+def session(path_or_bytes: str | Path | bytes, providers: Sequence[str] | None = None) -> Any:
     import onnxruntime as ort  # heavy: imported only when a model is run
 
+    wanted = list(providers or ["CPUExecutionProvider"])
+    available = ort.get_available_providers()
+    missing = [p for p in wanted if p not in available]
+    if missing:
+        raise ProviderError(f"execution provider {', '.join(missing)} is not available in "
+                            f"this onnxruntime (available: {', '.join(available)})")
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(src, opts, providers=wanted)
 
 
 def run(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

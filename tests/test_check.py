@@ -164,3 +164,11 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
 def test_pre_commit_hook_declared() -> None:
     text = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: onnxfix lint" in text and r"files: \.onnx$" in text
+
+
+def test_execution_providers(cli) -> None:
+    model = FIXTURES / "where_broadcast/masked_fill_unsqueezed_op17.onnx"
+    assert cli("check", str(model), "--provider", "CPUExecutionProvider").returncode == 0
+    res = cli("check", str(model), "--provider", "NoSuchExecutionProvider")
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "not available" in res.stderr and "CPUExecutionProvider" in res.stderr
