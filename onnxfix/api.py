@@ -97,15 +97,11 @@ def lint(path: str | os.PathLike[str] | onnx.ModelProto, *, select: Iterable[str
     ``expect`` is an interface contract (a file, a built-in profile name, or a
     :class:`~onnxfix.contracts.Contract`) checked by rule TG201.
     """
-    rules = registry.select(select, ignore)
-    contract = expect if isinstance(expect, contracts.Contract | None) else contracts.load(expect)
     if isinstance(path, onnx.ModelProto):
-        findings, ctx = lint_model(path, rules, contract)
-        label = "<model>"
+        model, label = path, "<model>"
     else:
-        loaded = io.load(path)
-        findings, ctx = lint_model(loaded.model, rules, contract)
-        label = str(path)
+        model, label = io.load(path).model, str(path)
+    findings, ctx = lint_model(model, registry.select(select, ignore), contracts.resolve(expect))
     notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
     return LintResult(label, findings, notes)
 
@@ -232,7 +228,7 @@ def repair(
     from onnxfix import verify  # imports onnxruntime lazily, inside its functions
 
     rules = registry.select(select, ignore)
-    contract = expect if isinstance(expect, contracts.Contract | None) else contracts.load(expect)
+    contract = contracts.resolve(expect)
     # Weights stay on disk: fixes add small nodes, and the data files are copied as bytes.
     loaded = io.load(src)
     original = onnx.ModelProto()
@@ -360,8 +356,10 @@ def check(path: str | os.PathLike[str], *, dims: dict[str, list[int]] | None = N
 
     from onnxfix import verify
 
-    result = CheckResult(str(path), lint(path, select=select, ignore=ignore, expect=expect))
-    model = io.load(path).model
+    model = io.load(path).model  # read once: lint and the probes share it
+    linted = lint(model, select=select, ignore=ignore, expect=expect)
+    linted.path = str(path)
+    result = CheckResult(str(path), linted)
     try:
         sess = verify.session(Path(path), providers)
     except verify.ProviderError:

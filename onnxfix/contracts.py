@@ -148,6 +148,20 @@ def load(spec: str | os.PathLike[str]) -> Contract:
     return from_dict(data, path.name)
 
 
+def resolve(spec: str | os.PathLike[str] | Contract | None) -> Contract | None:
+    """A contract given as a file, a profile name, an object, or nothing."""
+    return spec if isinstance(spec, Contract | None) else load(spec)
+
+
+def declared_dims(vi: onnx.ValueInfoProto) -> list[int | str] | None:
+    """A value's declared dims (ints, symbol names, '?' for unnamed); None if no shape."""
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+            for d in tt.shape.dim]
+
+
 def model_ports(model: onnx.ModelProto, kind: str) -> list[tuple[str, int, list[int | str]]]:
     """(name, dtype, shape) of the model's inputs (initializers excluded) or outputs."""
     init = {t.name for t in model.graph.initializer}
@@ -156,12 +170,7 @@ def model_ports(model: onnx.ModelProto, kind: str) -> list[tuple[str, int, list[
     for vi in vis:
         if kind == "inputs" and vi.name in init:
             continue
-        tt = vi.type.tensor_type
-        shape: list[int | str] = [
-            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in tt.shape.dim
-        ]
-        out.append((vi.name, tt.elem_type, shape))
+        out.append((vi.name, vi.type.tensor_type.elem_type, declared_dims(vi) or []))
     return out
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxfix.contracts import declared_dims, model_ports
+
 #: Rungs of the probe ladder.  Each gives two settings (base + 2i, base + 2i + 1),
 #: so symbols never share a value and never take 1.
 PROBE_BASES = (3, 17, 61, 401, 1601)
@@ -53,18 +55,7 @@ class Report:
 # --- interface -----------------------------------------------------------------------------
 
 
-def _dims(vi: onnx.ValueInfoProto) -> tuple | None:
-    t = vi.type.tensor_type
-    if not t.HasField("shape"):
-        return None
-    return tuple(
-        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim
-    )
-
-
 def interface(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple]]]:
-    from onnxfix.contracts import model_ports
-
     return {kind: [(n, dt, tuple(sh)) for n, dt, sh in model_ports(model, kind)]
             for kind in ("inputs", "outputs")}
 
@@ -231,7 +222,7 @@ def check_output_dims(model: onnx.ModelProto, setting: dict[str, int],
     """
     for vi in model.graph.output:
         arr = outs.get(vi.name)
-        dims = _dims(vi)
+        dims = declared_dims(vi)
         if arr is None or dims is None:
             continue
         if len(dims) != arr.ndim:
