@@ -1,9 +1,10 @@
-"""Command line: ``onnxfix lint|repair|rules|rule``.
+"""Command line: ``onnxfix lint|repair|check|rules|rule``.
 
 Exit codes are a contract for CI.  lint: 0 no error finding, 1 at least one,
-2 could not run.  repair: 0 written and verified with no error left, 1 written
-and verified but errors without a safe fix remain, 2 nothing written.
-Every anticipated failure is one line naming the file, never a traceback.
+2 could not run.  repair: 0 no error left (written if anything was fixed),
+1 errors without an applicable fix remain, 2 failed (nothing written).
+check: 0 passed, 1 failed, 2 could not run.  Every anticipated failure is one
+line naming the file, never a traceback.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ class UsageError(Exception):
     """A bad flag, config file or contract: one line and exit 2."""
 
 
-def _options(args: argparse.Namespace) -> tuple[object, list[str], list[str], object]:
+def _options(args: argparse.Namespace) -> tuple[Any, list[str], list[str], object]:
     """(config, select, ignore, contract): command-line flags win over [tool.onnxfix]."""
-    from onnxfix import config, contracts
+    from onnxfix import config, contracts, registry
 
     try:
         cfg = config.load()
@@ -35,6 +36,9 @@ def _options(args: argparse.Namespace) -> tuple[object, list[str], list[str], ob
         raise UsageError(f"config: {exc}") from None
     select = _codes(getattr(args, "select", None)) or cfg.select
     ignore = _codes(getattr(args, "ignore", None)) or cfg.ignore
+    bad = registry.unknown([*select, *ignore])
+    if bad:
+        raise UsageError(f"unknown rule code or prefix: {', '.join(bad)} (see `onnxfix rules`)")
     spec = getattr(args, "expect", None) or cfg.expect
     contract = None
     if spec:
@@ -53,71 +57,91 @@ def _codes(values: list[str] | None) -> list[str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors are exit 2, one line
+    def error(self, message: str) -> None:  # type: ignore[override]  # usage errors: exit 2
         self.print_usage(sys.stderr)
         print(f"onnxfix: error: {message}", file=sys.stderr)
         sys.exit(EXIT_FAILURE)
+
+
+def _parents() -> dict[str, argparse.ArgumentParser]:
+    """Flags several commands share, declared once (argparse parent parsers)."""
+    rules = argparse.ArgumentParser(add_help=False)
+    rules.add_argument("--select", action="append", metavar="CODES",
+                       help="rule codes or prefixes to run, comma-separated or repeated "
+                       "(WB is the family, WB102 one rule, ALL every rule)")
+    rules.add_argument("--ignore", action="append", metavar="CODES",
+                       help="rule codes or prefixes to skip")
+    rules.add_argument("--expect", metavar="SPEC",
+                       help="interface contract: a .toml/.json file or a built-in profile "
+                       "(wenet-encoder-chunk, wenet-ctc, hubert-features)")
+    reference = argparse.ArgumentParser(add_help=False)
+    reference.add_argument("--reference", metavar="NPZ",
+                           help="inputs and outputs to reproduce (<case>/in/<name>, "
+                           "<case>/out/<name> in an .npz)")
+    return {"rules": rules, "reference": reference}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="onnxfix", description="Lint and safely repair exported ONNX models.")
     p.add_argument("--version", action="version", version=f"onnxfix {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    par = _parents()
 
-    lint = sub.add_parser("lint", help="report problems (reads no weights)")
-    lint.add_argument("models", nargs="+", metavar="MODEL")
-    lint.add_argument("--format", choices=FORMATS, default="text")
-    lint.add_argument("--select", action="append", help="rule codes or prefixes to run")
-    lint.add_argument("--ignore", action="append", help="rule codes or prefixes to skip")
+    lint = sub.add_parser("lint", parents=[par["rules"]], help="report problems (reads no "
+                          "weights)", description="Report problems; reads no weight bytes and "
+                          "never imports onnxruntime.")
+    lint.add_argument("models", nargs="+", metavar="MODEL", help="ONNX model files")
+    lint.add_argument("--format", choices=FORMATS, default="text", help="output format")
     lint.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                       help="lint files in N processes (0: one per core)")
-    lint.add_argument("--expect", metavar="SPEC",
-                      help="interface contract: a .toml/.json file or a built-in profile "
-                      "(wenet-encoder-chunk, wenet-ctc, hubert-features)")
+    lint.add_argument("--explain", metavar="CODE",
+                      help="say where rule CODE fired and why it did not fire on every other "
+                      "node it looks at (nearest miss first)")
 
-    rep = sub.add_parser("repair", help="apply fixes, verify, write atomically")
-    rep.add_argument("input", metavar="IN")
-    rep.add_argument("output", metavar="OUT", nargs="?")
+    rep = sub.add_parser("repair", parents=[par["rules"], par["reference"]],
+                         help="apply fixes, verify, write atomically",
+                         description="Apply fixes, verify the result, write it atomically; "
+                         "nothing is written if nothing was fixed or verification fails.")
+    rep.add_argument("input", metavar="IN", help="the model to repair (never modified "
+                     "unless it is also OUT)")
+    rep.add_argument("output", metavar="OUT", nargs="?", help="where the repaired model goes")
     rep.add_argument("--dry-run", action="store_true", help="print what would change")
     rep.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes")
-    rep.add_argument("--select", action="append")
-    rep.add_argument("--ignore", action="append")
-    rep.add_argument("--reference", metavar="NPZ",
-                     help="inputs/outputs to compare with (<case>/in/<name>, <case>/out/<name>)")
     rep.add_argument("--no-verify", action="store_true",
                      help="skip what runs the model (onnxruntime session, probe runs); the "
                      "checker, strict inference, interface check and re-lint still run")
-    rep.add_argument("--format", choices=["text", "json"], default="text")
-    rep.add_argument("--expect", metavar="SPEC", help="interface contract, as for lint")
+    rep.add_argument("--format", choices=["text", "json"], default="text",
+                     help="output format")
     rep.add_argument("--output", action="append", metavar="NAME=VALUE", dest="outputs",
                      help="declare graph output NAME as the existing value VALUE "
                      "(re-declares the outputs of a cut graph)")
 
-    chk = sub.add_parser("check", help="pre-deployment check: lint, load and run in onnxruntime")
-    chk.add_argument("model", metavar="MODEL")
+    chk = sub.add_parser("check", parents=[par["rules"], par["reference"]],
+                         help="pre-deployment check: lint, load and run in onnxruntime",
+                         description="Lint, load in onnxruntime and run at probe settings.")
+    chk.add_argument("model", metavar="MODEL", help="the ONNX model to check")
     chk.add_argument("--dims", nargs="+", metavar="SYM=V1,V2",
                      help="probe values per dynamic dim, e.g. T=1,37,400 B=1,3 (every "
                      "combination runs); default: distinct values other than 1")
-    chk.add_argument("--reference", metavar="NPZ", help="inputs and outputs to reproduce")
-    chk.add_argument("--expect", metavar="SPEC", help="interface contract, as for lint")
-    chk.add_argument("--select", action="append")
-    chk.add_argument("--ignore", action="append")
     chk.add_argument("--provider", action="append", metavar="NAME",
                      help="onnxruntime execution provider to run on (repeat for a priority "
                      "list; default CPUExecutionProvider)")
-    chk.add_argument("--format", choices=FORMATS, default="text")
+    chk.add_argument("--format", choices=FORMATS, default="text", help="output format")
 
     rules = sub.add_parser("rules", help="list the rules")
-    rules.add_argument("--format", choices=["text", "json"], default="text")
+    rules.add_argument("--format", choices=["text", "json"], default="text",
+                       help="output format")
     one = sub.add_parser("rule", help="show a rule's documentation")
-    one.add_argument("code")
+    one.add_argument("code", help="a rule code (WB102) or name (where-mask-left-aligned)")
     return p
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from onnxfix import registry, report
+    from onnxfix import report
 
     cfg, select, ignore, contract = _options(args)
+    if args.explain:
+        return _explain(args)
     results, errors = [], []
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
     task = functools.partial(_lint_one, select=select, ignore=ignore, contract=contract)
@@ -130,33 +154,54 @@ def _lint(args: argparse.Namespace) -> int:
         outcomes = [task(p) for p in args.models]
     for path, (result, problem) in zip(args.models, outcomes):
         if result is not None:
-            result.findings = cfg.adjust(path, result.findings)  # type: ignore[attr-defined]
+            result.findings = cfg.adjust(path, result.findings)
             results.append(result)
         else:
             errors.append((path, problem))
             print(f"onnxfix: {path}: {problem}", file=sys.stderr)
-    if args.format == "json":
-        print(report.lint_json(results, errors))
-    elif args.format == "sarif":
-        print(report.sarif([(r.path, r.findings) for r in results],
-                           list(registry.all_rules())))
-    elif args.format == "github":
-        print(report.github([(r.path, r.findings) for r in results],
-                            [report.annotation(p, "error", "onnxfix", m) for p, m in errors]))
-    else:
-        report.print_lint(results, errors)
+    report.render_lint(args.format, results, errors)
     if errors:
         return EXIT_FAILURE
     return EXIT_FINDINGS if any(r.errors for r in results) else EXIT_OK
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from onnxfix import linter, registry
+    from onnxfix.io import ModelError
+
+    rule = registry.get(args.explain)
+    if rule is None:
+        raise UsageError(f"no rule '{args.explain}' (see `onnxfix rules`)")
+    fired_any = False
+    for path in args.models:
+        try:
+            fired, misses = linter.explain(path, rule.code)
+        except ModelError as exc:
+            print(f"onnxfix: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        for f in fired:
+            fired_any = True
+            print(f"{path}: {rule.code} fired at {f.node} ({f.op_type})")
+        if rule.ops is None:
+            print(f"{path}: {rule.code} looks at whole graphs; it has no per-node reasons")
+        elif not misses and not fired:
+            print(f"{path}: no {'/'.join(sorted(rule.ops))} node for {rule.code} to look at")
+        for m in misses[:10]:
+            where = f" (at {m.at})" if m.at and m.at != m.node else ""
+            print(f"{path}: {rule.code} did not fire at {m.node} ({m.op_type}): "
+                  f"{m.reason}{where}")
+        if len(misses) > 10:
+            print(f"{path}: ... and {len(misses) - 10} more {rule.code} candidates")
+    return EXIT_FINDINGS if fired_any else EXIT_OK
+
+
 def _check(args: argparse.Namespace) -> int:
-    from onnxfix import api, registry, report
+    from onnxfix import gate, report
     from onnxfix.io import ModelError
     from onnxfix.verify import ProviderError
 
     cfg, select, ignore, contract = _options(args)
-    dims = dict(cfg.dims)  # type: ignore[attr-defined]
+    dims = dict(cfg.dims)
     for spec in args.dims or []:
         sym, sep, values = spec.partition("=")
         try:
@@ -167,27 +212,16 @@ def _check(args: argparse.Namespace) -> int:
             raise UsageError(f"--dims takes SYM=V1,V2,... with positive integers, got '{spec}'")
     try:
         with _busy(f"checking {args.model}: lint, load, probe runs"):
-            result = api.check(args.model, dims=dims or None, reference=args.reference,
-                               expect=contract, select=select, ignore=ignore,  # type: ignore[arg-type]
-                               providers=args.provider)
+            result = gate.check(args.model, dims=dims or None, reference=args.reference,
+                                 expect=contract, select=select, ignore=ignore,  # type: ignore[arg-type]
+                                 providers=args.provider)
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except ProviderError as exc:
         raise UsageError(str(exc)) from None
-    result.lint.findings = cfg.adjust(args.model, result.lint.findings)  # type: ignore[attr-defined]
-    failures = [r for r in result.runs if not r.ok]
-    if args.format == "json":
-        print(report.check_json(result))
-    elif args.format == "sarif":
-        print(report.sarif([(result.path, result.lint.findings)], list(registry.all_rules()),
-                           [report.sarif_runtime(result.path, r) for r in failures]))
-    elif args.format == "github":
-        print(report.github([(result.path, result.lint.findings)],
-                            [report.annotation(result.path, "error", report.run_title(r),
-                                               report.describe_run(r)) for r in failures]))
-    else:
-        report.print_check(result)
+    result.lint.findings = cfg.adjust(args.model, result.lint.findings)
+    report.render_check(args.format, result)
     return result.exit_code
 
 
@@ -204,40 +238,33 @@ def _busy(message: str) -> Any:
 
 def _lint_one(path: str, select: list[str], ignore: list[str], contract: object
               ) -> tuple[object | None, str]:
-    """Lint one file; picklable both ways so that ``-j`` can run it in a worker."""
-    from onnxfix import api
+    """Lint one file; picklable both ways so that ``-j`` can run it in a worker
+    (findings are frozen data: no protobuf object crosses back)."""
+    from onnxfix import linter
     from onnxfix.io import ModelError
 
     try:
-        result = api.lint(path, select=select, ignore=ignore, expect=contract)  # type: ignore[arg-type]
+        return linter.lint(path, select=select, ignore=ignore, expect=contract), ""  # type: ignore[arg-type]
     except ModelError as exc:
         return None, exc.problem
-    for f in result.findings:  # protobuf objects stay in the worker
-        f.node_ref = f.graph_ref = None
-        if f.fix is not None:
-            f.fix.params = {}
-    return result, ""
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from onnxfix import api, report
+    from onnxfix import repairer, report
     from onnxfix.io import ModelError
 
     _cfg, select, ignore, contract = _options(args)
-
     if args.output is None and not args.dry_run:
-        print("onnxfix: error: repair needs OUT (or --dry-run)", file=sys.stderr)
-        return EXIT_FAILURE
+        raise UsageError("repair needs OUT (or --dry-run)")
     outputs = {}
     for spec in args.outputs or []:
         name, sep, value = spec.partition("=")
         if not sep or not name or not value:
-            print(f"onnxfix: error: --output takes NAME=VALUE, got '{spec}'", file=sys.stderr)
-            return EXIT_FAILURE
+            raise UsageError(f"--output takes NAME=VALUE, got '{spec}'")
         outputs[name] = value
     try:
         with _busy(f"repairing {args.input}: fixing, copying weights, verifying"):
-            result = api.repair(
+            result = repairer.repair(
                 args.input, args.output, select=select, ignore=ignore,
                 unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
                 verify_probe=not args.no_verify, outputs=outputs, expect=contract,  # type: ignore[arg-type]
@@ -250,9 +277,8 @@ def _repair(args: argparse.Namespace) -> int:
     else:
         report.print_repair(result, args.dry_run)
     if result.error:
-        print(f"onnxfix: {args.input}: {result.error}", file=sys.stderr)
-    if args.dry_run:
-        return EXIT_OK if not result.error else EXIT_FAILURE
+        print(f"onnxfix: {args.input}: repair failed, nothing written: {result.error}",
+              file=sys.stderr)
     return result.exit_code
 
 
@@ -277,8 +303,7 @@ def _rule(args: argparse.Namespace) -> int:
 
     rule = registry.get(args.code)
     if rule is None:
-        print(f"onnxfix: error: no rule '{args.code}' (see `onnxfix rules`)", file=sys.stderr)
-        return EXIT_FAILURE
+        raise UsageError(f"no rule '{args.code}' (see `onnxfix rules`)")
     report.print_rule(rule)
     return EXIT_OK
 

@@ -8,10 +8,13 @@ rules small and makes every rule benefit when the shape reasoning improves.
 from __future__ import annotations
 
 import ast
+import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import onnx
 
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
@@ -33,12 +36,27 @@ class GraphCtx:
     route: tuple[tuple[int, str], ...] = ()
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+    #: node positions by op type: rules walk only the ops they look at
+    op_index: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def depth(self) -> int:
+        return len(self.route)
 
     def shape(self, name: str) -> Shape | None:
         return self.shapes.shape(name)
 
     def value(self, name: str) -> tuple[Dim, ...] | None:
+        """A small int tensor's value as dims (symbols included), if known."""
         return self.shapes.value(name)
+
+    def ints(self, name: str) -> list[int] | None:
+        """A small int tensor's value if every element is a known integer."""
+        return self.shapes.const_ints(name)
+
+    def const(self, name: str) -> np.ndarray | None:
+        """A tensor computed only from constants (folded exactly; bounded size)."""
+        return self.shapes.const(name)
 
     def dtype(self, name: str) -> int:
         return self.shapes.dtype(name)
@@ -62,6 +80,16 @@ class GraphCtx:
                 return g.producers[name]
             g = g.parent
         return None
+
+    def evaluate_body(self, body: onnx.GraphProto,
+                      seeds: dict[str, tuple[Shape, tuple[Dim, ...] | None]]) -> Propagator:
+        """Shapes inside a subgraph (a Loop body) with some values fixed beforehand,
+        e.g. one iteration's slice shape and repeat count."""
+        prop = Propagator(body, {}, self.shapes)
+        for name, (shape, value) in seeds.items():
+            prop.seed(name, shape, value)
+        prop.run()
+        return prop
 
 
 @dataclass
@@ -108,10 +136,47 @@ class Context:
     def main(self) -> GraphCtx:
         return self.graphs[0]
 
+    @functools.cached_property
+    def outer_reads(self) -> set[str]:
+        """Names read inside subgraphs (outer-scope reads keep values alive)."""
+        out: set[str] = set()
+        for g in self.graphs[1:]:
+            out.update(g.consumers)
+        return out
+
     def nodes(self) -> Iterator[tuple[GraphCtx, onnx.NodeProto]]:
         for g in self.graphs:
             for n in g.graph.node:
                 yield g, n
+
+    def by_op(self, ops: Collection[str]) -> Iterator[tuple[GraphCtx, onnx.NodeProto]]:
+        """Nodes of the standard domain whose op type is in ``ops``, in graph order."""
+        for g in self.graphs:
+            positions: list[int] = []
+            for op in ops:
+                positions += g.op_index.get(op, ())
+            if len(ops) > 1:
+                positions.sort()
+            nodes = g.graph.node
+            for i in positions:
+                yield g, nodes[i]
+
+    def location(self, g: GraphCtx, node: onnx.NodeProto | None, inputs: Sequence[str] = (),
+                 *, label: str | None = None, op_type: str | None = None) -> dict[str, Any]:
+        """The location fields of a finding: graph path, node, op, PyTorch scope and source,
+        and the named inputs with their shapes."""
+        if label is None:
+            assert node is not None
+            first = node.output[0] if node.output else "?"
+            label = node.name or f"<{node.op_type} producing {first}>"
+        return {
+            "graph": g.path,
+            "node": label,
+            "op_type": op_type or (node.op_type if node is not None else "?"),
+            "scope": scope_of(node) if node is not None else None,
+            "source": source_of(node) if node is not None else None,
+            "inputs": tuple((n, self.fmt(g.shape(n))) for n in inputs),
+        }
 
 
 def _value_infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
@@ -164,11 +229,13 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
     def visit(g: onnx.GraphProto, ig: onnx.GraphProto | None, path: str,
               parent: GraphCtx | None, route: tuple[tuple[int, str], ...]) -> None:
         prop = Propagator(g, _value_infos(ig) if ig is not None else {},
-                          parent.shapes if parent else None)
+                          parent.shapes if parent else None, opset)
         # subgraph inputs (loop counters, scan slices) come from the graph itself
         prop.run()
         gc = GraphCtx(g, path, prop, parent, route=route)
-        for n in g.node:
+        for k, n in enumerate(g.node):
+            if n.domain in ("", "ai.onnx"):
+                gc.op_index.setdefault(n.op_type, []).append(k)
             for o in n.output:
                 if o:
                     gc.producers[o] = n

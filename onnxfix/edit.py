@@ -4,7 +4,9 @@ We edit the protobuf directly instead of going through onnx-graphsurgeon:
 graphsurgeon 0.6.1 drops node ``metadata_props`` on export, which is exactly
 where the dynamo exporter keeps the PyTorch scope and stack trace.  Every node
 a fix inserts is named after the node it serves (so it reads well in Netron),
-inherits that node's metadata, and is tagged ``onnxfix.rule=<code>``.
+inherits that node's metadata, and is tagged ``onnxfix.rule=<code>``.  A fix never
+addresses nodes by index: it names them, and the :class:`Editor` applies every
+edit of a round at once.
 """
 
 from __future__ import annotations
@@ -17,28 +19,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 RULE_KEY = "onnxfix.rule"
-
-
-@dataclass
-class EditContext:
-    """Where a fix applies: the graph holding the node, its index, names, opset.
-
-    A fix that leaves nodes without consumers lists them in ``prune``; they are
-    removed after every fix of the round has run (removal shifts indices).
-    """
-
-    graph: onnx.GraphProto
-    index: int
-    namer: Namer
-    opset: int
-    route: tuple[tuple[int, str], ...] = ()
-    prune: list[tuple[tuple[tuple[int, str], ...], str]] = field(default_factory=list)
-
-    def upstream(self, names: Iterable[str]) -> None:
-        """Offer the producers of ``names`` (and theirs) for removal if they end up unused."""
-        for n in names:
-            if n:
-                self.prune.append((self.route, n))
 
 
 def graph_at(model: onnx.ModelProto, route: tuple[tuple[int, str], ...]) -> onnx.GraphProto:
@@ -129,6 +109,7 @@ class Namer:
 
 
 def tag(node: onnx.NodeProto, rule: str, origin: onnx.NodeProto | None) -> None:
+    """Mark ``node`` as made by ``rule``, carrying ``origin``'s metadata (PyTorch scope)."""
     if origin is not None:
         for p in origin.metadata_props:
             if p.key != RULE_KEY:
@@ -136,55 +117,126 @@ def tag(node: onnx.NodeProto, rule: str, origin: onnx.NodeProto | None) -> None:
     node.metadata_props.add(key=RULE_KEY, value=rule)
 
 
-def insert_before(graph: onnx.GraphProto, index: int, new: Sequence[onnx.NodeProto]) -> None:
-    """Insert ``new`` before ``graph.node[index]``, keeping the list topologically sorted.
+@dataclass
+class _GraphEdits:
+    graph: onnx.GraphProto
+    depth: int
+    before: dict[int, list[onnx.NodeProto]] = field(default_factory=dict)
+    replace: dict[int, onnx.NodeProto] = field(default_factory=dict)
+    drop_outputs: set[str] = field(default_factory=set)
+    prune: set[str] = field(default_factory=set)
 
-    Python protobuf cannot insert into a repeated message field, so the list is
-    rebuilt: node objects taken from this graph before the call are detached
-    afterwards.  Callers therefore edit the anchor first and apply several
-    edits to one graph from the highest index down (see :func:`apply_edits`).
+
+class Editor:
+    """Collects the edits of one fix round, addressed by node reference, and commits them.
+
+    Python protobuf cannot insert into a repeated field, so a graph's node list
+    is rebuilt once per round with every insertion and replacement in place.
+    Graphs are committed deepest first: rebuilding a graph copies its nodes (and
+    the subgraphs they hold), which would detach references into them.
     """
-    nodes = [onnx.NodeProto() for _ in graph.node]
-    for c, n in zip(nodes, graph.node):
-        c.CopyFrom(n)
-    added = [onnx.NodeProto() for _ in new]
-    for c, n in zip(added, new):
-        c.CopyFrom(n)
-    nodes[index:index] = added
-    del graph.node[:]
-    graph.node.extend(nodes)
+
+    def __init__(self, model: onnx.ModelProto, opset: int) -> None:
+        self.model = model
+        self.opset = opset
+        self.namer = Namer(model)
+        self._graphs: dict[int, _GraphEdits] = {}
+
+    def _at(self, graph: onnx.GraphProto, depth: int) -> _GraphEdits:
+        ge = self._graphs.get(id(graph))
+        if ge is None:
+            ge = self._graphs[id(graph)] = _GraphEdits(graph, depth)
+        return ge
+
+    def for_rule(self, rule: str, graph: onnx.GraphProto, depth: int,
+                 node: onnx.NodeProto | None) -> RuleEditor:
+        return RuleEditor(self, rule, graph, depth, node)
+
+    def commit(self) -> None:
+        for ge in sorted(self._graphs.values(), key=lambda e: -e.depth):
+            if ge.before or ge.replace:
+                nodes: list[onnx.NodeProto] = []
+                for n in ge.graph.node:
+                    nodes.extend(ge.before.get(id(n), ()))
+                    nodes.append(ge.replace.get(id(n), n))
+                copies = [onnx.NodeProto() for _ in nodes]
+                for c, n in zip(copies, nodes):
+                    c.CopyFrom(n)
+                del ge.graph.node[:]
+                ge.graph.node.extend(copies)
+            if ge.drop_outputs:
+                keep = [vi for vi in ge.graph.output if vi.name not in ge.drop_outputs]
+                outs = [onnx.ValueInfoProto() for _ in keep]
+                for c, vi in zip(outs, keep):
+                    c.CopyFrom(vi)
+                del ge.graph.output[:]
+                ge.graph.output.extend(outs)
+            if ge.prune:
+                prune_unused(ge.graph, ge.prune)
+        self._graphs.clear()
 
 
-def index_of(graph: onnx.GraphProto, node: onnx.NodeProto) -> int:
-    for i, n in enumerate(graph.node):
-        if n is node or n == node:
-            return i
-    raise KeyError(node.name)
+class RuleEditor:
+    """The edit API one fix sees: nodes it creates are named after the node they serve
+    (``/encoder/Where`` -> ``/encoder/Where/onnxfix_unsqueeze``), carry that node's
+    metadata and are tagged with the rule's code."""
 
+    def __init__(self, editor: Editor, rule: str, graph: onnx.GraphProto, depth: int,
+                 node: onnx.NodeProto | None) -> None:
+        self.editor = editor
+        self.rule = rule
+        self.graph = graph
+        self.depth = depth
+        self.node = node
 
-def const_node(namer: Namer, base: str, array: np.ndarray, rule: str,
-               origin: onnx.NodeProto | None) -> onnx.NodeProto:
-    out = namer(f"{base}_output_0")
-    node = helper.make_node("Constant", [], [out], name=namer(base),
-                            value=numpy_helper.from_array(array, name=""))
-    tag(node, rule, origin)
-    return node
+    @property
+    def opset(self) -> int:
+        return self.editor.opset
 
+    def _base(self, suffix: str) -> str:
+        origin = self.node
+        head = (origin.name or origin.op_type) if origin is not None else "/onnxfix"
+        return f"{head}/onnxfix_{suffix}"
 
-def unsqueeze_nodes(namer: Namer, opset: int, value: str, axes: Sequence[int], rule: str,
-                    origin: onnx.NodeProto) -> tuple[list[onnx.NodeProto], str]:
-    """``Unsqueeze(value, axes)`` in the form the model's opset wants."""
-    base = f"{origin.name or origin.op_type}/onnxfix_unsqueeze"
-    out = namer(f"{base}_output_0")
-    if opset >= 13:
-        c = const_node(namer, f"{base}/axes", np.asarray(list(axes), dtype=np.int64), rule, origin)
-        node = helper.make_node("Unsqueeze", [value, c.output[0]], [out], name=namer(base))
-        tag(node, rule, origin)
-        return [c, node], out
-    node = helper.make_node("Unsqueeze", [value], [out], name=namer(base), axes=list(axes))
-    tag(node, rule, origin)
-    return [node], out
+    def make(self, op: str, inputs: Sequence[str], suffix: str, *, outputs: int = 1,
+             **attrs: object) -> onnx.NodeProto:
+        """A new node named after the served node, tagged, with fresh output names."""
+        name = self.editor.namer(self._base(suffix))
+        outs = [self.editor.namer(f"{name}_output_{i}") for i in range(outputs)]
+        node = helper.make_node(op, list(inputs), outs, name=name, **attrs)
+        tag(node, self.rule, self.node)
+        return node
 
+    def const(self, array: np.ndarray, suffix: str) -> onnx.NodeProto:
+        return self.make("Constant", [], suffix, value=numpy_helper.from_array(array, name=""))
+
+    def unsqueeze(self, value: str, axes: Sequence[int]) -> list[onnx.NodeProto]:
+        """``Unsqueeze(value, axes)`` in the form the model's opset wants; last node's
+        output is the result."""
+        if self.opset >= 13:
+            c = self.const(np.asarray(list(axes), dtype=np.int64), "unsqueeze/axes")
+            return [c, self.make("Unsqueeze", [value, c.output[0]], "unsqueeze")]
+        return [self.make("Unsqueeze", [value], "unsqueeze", axes=list(axes))]
+
+    def insert_before(self, anchor: onnx.NodeProto, nodes: Sequence[onnx.NodeProto]) -> None:
+        """Insert ``nodes`` (in order) just before ``anchor`` (topological order holds)."""
+        ge = self.editor._at(self.graph, self.depth)
+        ge.before.setdefault(id(anchor), []).extend(nodes)
+
+    def replace(self, old: onnx.NodeProto, new: onnx.NodeProto) -> None:
+        """Put ``new`` where ``old`` is; it keeps ``old``'s doc string (the PyTorch source)."""
+        new.doc_string = old.doc_string
+        self.editor._at(self.graph, self.depth).replace[id(old)] = new
+
+    def set_input(self, node: onnx.NodeProto, index: int, value: str) -> None:
+        node.input[index] = value
+
+    def drop_output(self, name: str) -> None:
+        self.editor._at(self.graph, self.depth).drop_outputs.add(name)
+
+    def prune(self, values: Iterable[str]) -> None:
+        """Offer the producers of ``values`` (and theirs) for removal if they end up unused."""
+        self.editor._at(self.graph, self.depth).prune.update(v for v in values if v)
 
 def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
     """Make each graph output NAME the value VALUE (``repair --output NAME=VALUE``).

@@ -1,8 +1,14 @@
-"""Findings: what a rule reports, in the shape every reporter and the JSON contract use."""
+"""Findings: what a rule reports, in the shape every reporter and the JSON contract use.
+
+A :class:`Finding` is frozen data: reporters, the JSON contract and worker
+processes see nothing else.  What a fix needs in-process (node references,
+typed parameters) travels beside it in a :class:`onnxfix.rule.Detection`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -23,15 +29,15 @@ class Applicability(StrEnum):
     DISPLAY_ONLY = "display-only"
 
 
-@dataclass
-class Fix:
+@dataclass(frozen=True)
+class FixInfo:
+    """The fix a finding offers, as reporters show it."""
+
     title: str
     applicability: Applicability
-    #: rule-specific parameters the rule's ``fix`` function needs (not serialised)
-    params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finding:
     rule: str
     name: str
@@ -42,16 +48,16 @@ class Finding:
     op_type: str
     scope: str | None = None
     source: str | None = None
-    inputs: list[tuple[str, str]] = field(default_factory=list)
-    fix: Fix | None = None
+    inputs: tuple[tuple[str, str], ...] = ()
+    fix: FixInfo | None = None
     #: advice for the PyTorch code that produced the pattern
     advice: str | None = None
-    #: the node object, so a fix can find it without relying on names (not serialised)
-    node_ref: Any = field(default=None, repr=False, compare=False)
-    graph_ref: Any = field(default=None, repr=False, compare=False)
 
     def key(self) -> tuple[str, str, str]:
         return (self.rule, self.graph, self.node)
+
+    def replace(self, **changes: Any) -> Finding:
+        return dataclasses.replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,7 +77,6 @@ class Finding:
             out["advice"] = self.advice
         out["fix"] = (
             {"title": self.fix.title, "applicability": self.fix.applicability.value}
-            if self.fix
-            else None
+            if self.fix else None
         )
         return out

@@ -1,60 +1,56 @@
-"""The rule registry: a flat map from stable code to rule module.
+"""The rule registry: a flat map from stable code to rule.
 
-Rules are plain modules in :mod:`onnxfix.rules`; each module exports a
-``RULES`` list of :class:`Rule`.  Codes are checked for uniqueness on load so
-that a code, once published, always means the same thing.
+Rules live in :mod:`onnxfix.rules`, one module per rule inside a package per
+family.  The registry imports them and collects every concrete subclass of
+:class:`~onnxfix.rule.Rule` a module defines; it refuses duplicate codes and
+names, so a code, once published, always means the same thing.  The registry
+depends on the rules, never the reverse.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import Any
 
-from onnxfix.findings import Applicability, Finding, Severity
-
-if TYPE_CHECKING:
-    import onnx
-
-    from onnxfix.context import Context
-    from onnxfix.edit import EditContext
-
-
-@dataclass(frozen=True)
-class Rule:
-    code: str
-    name: str
-    severity: Severity
-    summary: str
-    #: the rule's documentation: what, why, example, fix safety (Markdown)
-    docs: str
-    #: the best applicability this rule's fixes can have (``None``: never fixes)
-    fixable: Applicability | None
-    detect: Callable[[Context], Iterable[Finding]]
-    fix: Callable[[onnx.ModelProto, Finding, EditContext], None] | None = None
-    family: str = ""
-    #: a generic rule yields to a specific rule's error on the same node
-    generic: bool = False
+from onnxfix.rule import Rule
 
 
 class RegistryError(Exception):
     pass
 
 
-@lru_cache(maxsize=1)
-def all_rules() -> tuple[Rule, ...]:
+class UnknownCodes(ValueError):
+    """Codes or prefixes that select no rule: a typo must not turn a gate into a pass."""
+
+    def __init__(self, codes: list[str]) -> None:
+        self.codes = codes
+        super().__init__(", ".join(codes))
+
+
+def _modules() -> Iterable[Any]:
     import onnxfix.rules as pkg
 
-    rules: dict[str, Rule] = {}
-    names: set[str] = set()
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
+    for info in sorted(pkgutil.walk_packages(pkg.__path__, "onnxfix.rules."),
+                       key=lambda m: m.name):
+        if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
-        mod = importlib.import_module(f"onnxfix.rules.{info.name}")
-        for rule in getattr(mod, "RULES", []):
+        yield importlib.import_module(info.name)
+
+
+@lru_cache(maxsize=1)
+def all_rules() -> tuple[Rule[Any], ...]:
+    rules: dict[str, Rule[Any]] = {}
+    names: set[str] = set()
+    for mod in _modules():
+        for _name, cls in inspect.getmembers(mod, inspect.isclass):
+            if (cls.__module__ != mod.__name__ or not issubclass(cls, Rule)
+                    or "code" not in cls.__dict__):
+                continue
+            rule = cls()
             if rule.code in rules:
                 raise RegistryError(f"duplicate rule code {rule.code}")
             if rule.name in names:
@@ -64,7 +60,7 @@ def all_rules() -> tuple[Rule, ...]:
     return tuple(sorted(rules.values(), key=lambda r: r.code))
 
 
-def get(code_or_name: str) -> Rule | None:
+def get(code_or_name: str) -> Rule[Any] | None:
     key = code_or_name.strip()
     for r in all_rules():
         if r.code.lower() == key.lower() or r.name == key:
@@ -72,15 +68,30 @@ def get(code_or_name: str) -> Rule | None:
     return None
 
 
-def select(select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> list[Rule]:
-    """Rules chosen by code prefix (``WB`` selects the family, ``WB102`` one rule)."""
+def _selects(rule: Rule[Any], key: str) -> bool:
+    return key == "ALL" or rule.code.upper().startswith(key) or rule.name.upper() == key
+
+
+def unknown(codes: Iterable[str]) -> list[str]:
+    """The codes, prefixes or names in ``codes`` that select no rule at all."""
+    rules = all_rules()
+    return [c for c in codes if c and not any(_selects(r, c.upper()) for r in rules)]
+
+
+def select(select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+           ) -> list[Rule[Any]]:
+    """Rules chosen by code prefix (``WB`` selects the family, ``WB102`` one rule, ``ALL``
+    every rule); an unknown code raises :class:`UnknownCodes`."""
     sel = [s.upper() for s in select or [] if s]
     ign = [s.upper() for s in ignore or [] if s]
+    bad = unknown([*sel, *ign])
+    if bad:
+        raise UnknownCodes(bad)
     out = []
     for r in all_rules():
-        if sel and not any(r.code.upper().startswith(s) or r.name.upper() == s for s in sel):
+        if sel and not any(_selects(r, s) for s in sel):
             continue
-        if any(r.code.upper().startswith(s) or r.name.upper() == s for s in ign):
+        if any(_selects(r, s) for s in ign):
             continue
         out.append(r)
     return out

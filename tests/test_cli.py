@@ -90,14 +90,16 @@ def test_repair_in_place_is_safe(cli, tmp_path: Path) -> None:
 
 
 def test_repair_idempotent(cli, tmp_path: Path) -> None:
+    """Repairing a repaired model finds nothing to fix and writes nothing."""
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     assert cli("repair", str(HUBERT), str(a)).returncode == 0
-    assert cli("repair", str(a), str(b)).returncode == 0
-    assert _sha(a) == _sha(b)
+    res = cli("repair", str(a), str(b))
+    assert res.returncode == 0 and "nothing to fix" in res.stdout
+    assert not b.exists()
 
 
 def test_repair_exit_1_when_errors_remain(cli, tmp_path: Path) -> None:
-    """An error without a safe fix: written (nothing to change) but exit 1."""
+    """An error without a fix: nothing written, exit 1, and the rule's reason."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -113,7 +115,9 @@ def test_repair_exit_1_when_errors_remain(cli, tmp_path: Path) -> None:
     res = cli("lint", str(src), "--format", "json")
     assert res.returncode == 1
     assert json.loads(res.stdout)["files"][0]["findings"][0]["rule"] == "WB101"
-    assert cli("repair", str(src), str(tmp_path / "out.onnx")).returncode == 1
+    rep = cli("repair", str(src), str(tmp_path / "out.onnx"))
+    assert rep.returncode == 1 and not (tmp_path / "out.onnx").exists()
+    assert "not fixed: WB101 has no fix" in rep.stdout
 
 
 BAD_INPUTS = {

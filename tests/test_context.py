@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from onnx import helper
 
-from onnxfix import api
+from onnxfix import api, registry
 from onnxfix.context import scope_of, source_of
 from tests.models import mask_where
 
@@ -35,7 +35,7 @@ def test_fix_keeps_metadata_and_tags_inserted_nodes() -> None:
     _dynamo_meta(m.graph.node[0])
     (f,) = api.lint(m).findings
     assert f.scope == "encoder/layers.0" and f.source == "x[mask] = 0"
-    api.apply_fixes(m, f_rules := [r for r in api.registry.all_rules()])
+    api.apply_fixes(m, f_rules := list(registry.all_rules()))
     assert f_rules
     where = next(n for n in m.graph.node if n.op_type == "Where")
     assert {p.key for p in where.metadata_props} == {"pkg.torch.onnx.name_scopes",

@@ -19,22 +19,29 @@ def test_detection_does_not_mutate(entry: dict) -> None:
     ctx = context.build(model)
     for rule in RULES:
         list(rule.detect(ctx))
+        rule.explain(ctx)
     assert model.SerializeToString() == before
 
 
 @pytest.mark.parametrize("entry", fixture_ids(), ids=lambda e: e["name"])
 def test_declared_fixability_matches(entry: dict) -> None:
+    """A finding carries its rule's code, name and severity, and a fix only if the rule
+    declares one, never better than declared."""
     model = onnx.load(str(FIXTURES / entry["model"]))
     ctx = context.build(model)
     order = [Applicability.SAFE, Applicability.UNSAFE, Applicability.DISPLAY_ONLY]
     for rule in RULES:
-        for f in rule.detect(ctx):
+        for d in rule.detect(ctx):
+            f = d.finding
             assert f.rule == rule.code and f.name == rule.name
             assert f.severity == rule.severity
+            assert (f.fix is None) == (d.plan is None)
             if f.fix is None:
                 continue
-            assert rule.fixable is not None and rule.fix is not None, rule.code
+            assert rule.fixable is not None, rule.code
+            assert type(rule).apply is not registry.Rule.apply, rule.code
             assert order.index(f.fix.applicability) >= order.index(rule.fixable)
+            assert d.plan is not None and d.plan.rule is rule
 
 
 @pytest.mark.parametrize("entry", fixture_ids("positive"), ids=lambda e: e["name"])

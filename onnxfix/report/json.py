@@ -33,7 +33,10 @@ def repair_json(result: Any) -> str:
             "settings": ver.settings,
             "compared_with": ver.compared_with,
             "max_abs_diff": ver.max_abs_diff,
+            "rewrites": ver.rewrites,
         },
+        "checks": [{"rule": f.rule, "node": f.node, "checked": c} for f, c in result.checks],
+        "reasons": result.reasons,
         "error": result.error,
     }
     return json.dumps(doc, indent=2)

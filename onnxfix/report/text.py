@@ -63,23 +63,32 @@ def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
 
 def print_repair(result: Any, dry_run: bool) -> None:
     console = _console()
-    verb = "would fix" if dry_run else "fixed"
+    done = result.written and not result.error
+    verb = "fixed" if done else "would fix"
     for f in result.fixed:
         console.print(f"{verb} {f.rule} at {f.node} ({f.op_type}): {f.fix.title}", style="green")
+    for f, checked in result.checks:
+        console.print(f"  {f.rule} rewrite {checked}", style="dim")
     for f in result.remaining:
         _finding(console, result.input, f)
     ver = result.verification
     if ver is not None:
         for s in ver.steps:
             console.print(f"  verified {s.name}: {s.detail}", style="dim")
-    if result.error:
-        console.print(f"{result.input}: repair failed, nothing written: {result.error}",
-                      style="bold red")
+    for reason in result.reasons:
+        console.print(f"not fixed: {reason}", style="yellow")
+    if result.error:  # the cause goes to stderr, once
+        console.print(f"{result.input}: repair failed, nothing written", style="bold red")
     elif result.written:
         console.print(f"wrote {result.output} ({len(result.fixed)} fix(es), "
                       f"{len(result.remaining)} finding(s) left)", style="bold")
     elif dry_run:
         console.print(f"dry run: {len(result.fixed)} fix(es) would be applied; nothing written",
+                      style="bold")
+    elif not result.fixed:
+        left = len(result.remaining)
+        console.print(f"nothing to fix: nothing written ({left} finding(s) left)" if left
+                      else "nothing to fix: the model has no problems; nothing written",
                       style="bold")
 
 

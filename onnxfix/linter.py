@@ -1,0 +1,158 @@
+"""The lint pipeline: analyse once, run the rules, then one suppression policy.
+
+Steps, each returning new detections (findings are frozen):
+
+1. every selected rule's :meth:`~onnxfix.rule.Rule.detect` over one shared context;
+2. :func:`suppress` — the one policy for findings that another finding explains:
+   a rule's ``supersedes`` (WB102's finding replaces WB101/WB103 on the same
+   node), ``generic`` rules yielding to a specific error on the same node
+   (VA101), and consequences (warnings and infos without a fix downstream of an
+   error: a wrong repeat shape makes later broadcasts look suspicious);
+3. :func:`with_legends` — the definitions of short dim names a message uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+
+from onnxfix import context, contracts, io, registry
+from onnxfix.findings import Finding, Severity
+from onnxfix.rule import Detection, Miss, Rule
+
+
+@dataclass
+class LintResult:
+    path: str
+    findings: list[Finding]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.ERROR]
+
+
+def analyse(model: onnx.ModelProto, rules: Iterable[Rule[Any]] | None = None,
+            contract: contracts.Contract | None = None
+            ) -> tuple[list[Detection], context.Context]:
+    """Detections of ``rules`` (default: all) on ``model``, which is only read."""
+    ctx = context.build(model, contract)
+    chosen = list(rules if rules is not None else registry.all_rules())
+    found = [d for rule in chosen for d in rule.detect(ctx)]
+    # A rule that explains a selected rule's finding better (WB102 for WB101/WB103) still
+    # suppresses it when it was not selected: ignoring WB102 must not turn the same node
+    # into a WB103 warning.  Its own findings are not reported.
+    codes = {r.code for r in chosen}
+    shadow = [r for r in registry.all_rules() if r.code not in codes and codes & set(r.supersedes)]
+    explains = [d for rule in shadow for d in rule.detect(ctx)]
+    kept = suppress(ctx, [*chosen, *shadow], [*found, *explains])
+    return with_legends(ctx, [d for d in kept if d.finding.rule in codes]), ctx
+
+
+def suppress(ctx: context.Context, rules: Sequence[Rule[Any]], found: list[Detection]
+             ) -> list[Detection]:
+    """Drop the findings that another finding on the same node (or upstream) explains."""
+    by_code = {r.code: r for r in rules}
+    here: dict[tuple[int, int], set[str]] = {}
+    for d in found:
+        here.setdefault(_where(d), set()).add(d.finding.rule)
+    kept = []
+    for d in found:
+        codes = here[_where(d)]
+        rule = by_code.get(d.finding.rule)
+        if any(d.finding.rule in by_code[c].supersedes for c in codes if c in by_code):
+            continue
+        if rule is not None and rule.generic and d.anchor.node is not None and any(
+                c != d.finding.rule and _has_error(found, d, c) for c in codes):
+            continue
+        kept.append(d)
+    return _drop_consequences(ctx, kept)
+
+
+def _where(d: Detection) -> tuple[int, int]:
+    return (id(d.anchor.graph.graph), id(d.anchor.node) if d.anchor.node is not None else -1)
+
+
+def _has_error(found: list[Detection], d: Detection, code: str) -> bool:
+    return any(o.finding.rule == code and o.finding.severity == Severity.ERROR
+               and _where(o) == _where(d) for o in found)
+
+
+def _drop_consequences(ctx: context.Context, found: list[Detection]) -> list[Detection]:
+    """Drop warnings and infos without a fix on nodes downstream of an error.
+
+    An error such as a wrong repeat shape makes every shape after it wrong too, and
+    the broadcasts that then look suspicious are consequences, not findings (a
+    compiler's cascading errors).  Errors are always kept: each is real on its own
+    evidence.  The next lint after a repair shows whatever was hidden.
+    """
+    errors = [d for d in found
+              if d.finding.severity == Severity.ERROR and d.anchor.node is not None]
+    if not errors or len(errors) == len(found):
+        return found
+    tainted: set[int] = set()
+    for d in errors:
+        g = d.anchor.graph
+        stack = list(d.anchor.node.output)  # type: ignore[union-attr]
+        seen: set[str] = set()
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            for n in g.consumers.get(v, []):
+                if id(n) not in tainted:
+                    tainted.add(id(n))
+                    stack.extend(n.output)
+    return [d for d in found
+            if d.finding.severity == Severity.ERROR or d.plan is not None
+            or id(d.anchor.node) not in tainted]
+
+
+def with_legends(ctx: context.Context, found: list[Detection]) -> list[Detection]:
+    """Append the definitions of the short names (d1, d2, ...) each message uses."""
+    out = []
+    for d in found:
+        f = d.finding
+        legend = ctx.legend(f.message + " ".join(s for _, s in f.inputs))
+        out.append(d.replace_finding(f.replace(message=f.message + legend)) if legend else d)
+    return out
+
+
+def lint_model(model: onnx.ModelProto, rules: Iterable[Rule[Any]] | None = None,
+               contract: contracts.Contract | None = None
+               ) -> tuple[list[Finding], context.Context]:
+    found, ctx = analyse(model, rules, contract)
+    return [d.finding for d in found], ctx
+
+
+def lint(path: str | os.PathLike[str] | onnx.ModelProto, *, select: Iterable[str] | None = None,
+         ignore: Iterable[str] | None = None,
+         expect: str | os.PathLike[str] | contracts.Contract | None = None) -> LintResult:
+    """Lint a model file (weights are never read) or an in-memory model.
+
+    ``expect`` is an interface contract (a file, a built-in profile name, or a
+    :class:`~onnxfix.contracts.Contract`) checked by rule TG201.
+    """
+    if isinstance(path, onnx.ModelProto):
+        model, label = path, "<model>"
+    else:
+        model, label = io.load(path).model, str(path)
+    findings, ctx = lint_model(model, registry.select(select, ignore), contracts.resolve(expect))
+    notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
+    return LintResult(label, findings, notes)
+
+
+def explain(path: str | os.PathLike[str], code: str) -> tuple[list[Finding], list[Miss]]:
+    """Where rule ``code`` fired on a model, and why it did not fire on every other node
+    it looks at (nearest miss first): ``lint --explain CODE``."""
+    rule = registry.get(code)
+    if rule is None:
+        raise registry.UnknownCodes([code])
+    model = io.load(path).model
+    ctx = context.build(model)
+    return [d.finding for d in rule.detect(ctx)], rule.explain(ctx)

@@ -1,0 +1,149 @@
+"""The repair pipeline: load, fix, verify, write atomically — or write nothing.
+
+Weights stay on disk: fixes add small nodes, and the data files are copied as
+bytes.  A repair that fixed nothing writes nothing (there is nothing to verify
+and nothing new to deploy); one that fixed something writes only after every
+verification step has passed on the file as it will land.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from onnxfix import contracts, edit, io, registry
+from onnxfix.findings import Applicability, Finding, Severity
+from onnxfix.fixer import Applied, FixFailed, NonConvergence, run_fixes
+from onnxfix.linter import lint_model
+
+
+@dataclass
+class RepairResult:
+    input: str
+    output: str | None
+    fixed: list[Finding]
+    remaining: list[Finding]
+    written: bool
+    verification: object | None = None
+    error: str | None = None
+    #: per fix, what its rewrite was checked against on its own
+    checks: list[tuple[Finding, str]] = field(default_factory=list)
+    #: why errors remain: one line per rule ("TG102 has no fix: ...")
+    reasons: list[str] = field(default_factory=list)
+    #: graph outputs a fix removed or re-declared on purpose
+    changed_outputs: frozenset[str] = frozenset()
+
+    @property
+    def exit_code(self) -> int:
+        """0: no error left; 1: errors without an applicable fix remain; 2: failed."""
+        if self.error is not None:
+            return 2
+        return 1 if any(f.severity == Severity.ERROR for f in self.remaining) else 0
+
+
+def _reasons(remaining: list[Finding], unsafe: bool) -> list[str]:
+    """Why each remaining error was not fixed, in the rule's own words."""
+    out = []
+    for code in sorted({f.rule for f in remaining if f.severity == Severity.ERROR}):
+        rule = registry.get(code)
+        fs = [f for f in remaining if f.rule == code]
+        if any(f.fix is not None and f.fix.applicability == Applicability.UNSAFE for f in fs):
+            if not unsafe:
+                out.append(f"{code} has an unsafe fix: pass --unsafe-fixes to apply it")
+                continue
+        if rule is None or rule.fixable is None:
+            safety = ""
+            if rule is not None:
+                tail = rule.docs.split("## Fix safety", 1)[-1].strip().split("\n\n")[0]
+                safety = ": " + " ".join(tail.split()).removeprefix("No fix: ").rstrip(".")
+            out.append(f"{code} has no fix{safety}")
+        else:
+            out.append(f"{code}: the pattern was not recognised fully enough to rewrite it "
+                       f"safely (see `onnxfix lint --explain {code}`)")
+    return out
+
+
+def repair(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | None,
+    *,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    unsafe_fixes: bool = False,
+    dry_run: bool = False,
+    reference: str | os.PathLike[str] | None = None,
+    verify_probe: bool = True,
+    outputs: dict[str, str] | None = None,
+    expect: str | os.PathLike[str] | contracts.Contract | None = None,
+) -> RepairResult:
+    """Repair ``src`` into ``dst``; nothing is written unless something was fixed and
+    verification passed.
+
+    ``outputs`` maps a graph output name to an existing value that should provide
+    it (``repair --output NAME=VALUE``): the way to re-declare outputs of a cut graph.
+    """
+    from onnxfix import verify  # imports onnxruntime lazily, inside its functions
+
+    rules = registry.select(select, ignore)
+    contract = contracts.resolve(expect)
+    loaded = io.load(src)
+    original = onnx.ModelProto()
+    original.CopyFrom(loaded.model)
+    model = loaded.model
+    changed = frozenset(outputs or {})
+    before: list[Finding] | None = None
+    if outputs:
+        before = lint_model(original, rules, contract)[0]
+        try:
+            edit.redeclare_outputs(model, outputs)
+        except ValueError as exc:
+            return RepairResult(str(src), None, [], before, False, error=str(exc))
+    try:
+        run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract)
+    except (NonConvergence, FixFailed) as exc:
+        return RepairResult(str(src), None, [], before or [], False, error=str(exc))
+    fixed, remaining = run.fixed, run.after
+    before = before if before is not None else run.before
+    changed |= run.changed_outputs
+    result = RepairResult(str(src), None, fixed, remaining, False,
+                          checks=_checks(run.applied), reasons=_reasons(remaining, unsafe_fixes),
+                          changed_outputs=changed)
+    # Re-lint must converge: what was fixed is gone and no new error appeared.  (Warnings
+    # may appear: those downstream of an error were hidden as its consequences.)
+    old_keys = {f.key() for f in before}
+    new = [f for f in remaining if f.key() not in old_keys and f.severity == Severity.ERROR]
+    if fixed and new:
+        result.error = ("fixes introduced new findings: "
+                        + "; ".join(f"{f.rule} {f.node}" for f in new))
+        return result
+    if dry_run or dst is None or (not fixed and not outputs):
+        return result  # nothing fixed: nothing to write
+    out = Path(dst)
+    rep = verify.Report()
+    errors_fixed = sorted({f.rule for f in fixed if f.severity == Severity.ERROR})
+    wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
+    rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
+
+    def check(tmp: Path) -> None:
+        verify.verify(loaded.path, original, tmp, reference=Path(reference) if reference else None,
+                      probe=verify_probe, report=rep, original_wrong=wrong,
+                      changed_outputs=changed)
+
+    result.verification = rep
+    try:
+        io.write_atomic(model, out, verify=check,
+                        external_from=loaded.path.resolve().parent
+                        if loaded.uses_external_data else None)
+    except verify.VerificationError as exc:
+        result.error = str(exc)
+        return result
+    result.output, result.written = str(out), True
+    return result
+
+
+def _checks(applied: list[Applied]) -> list[tuple[Finding, str]]:
+    return [(a.finding, a.checked) for a in applied if a.checked]

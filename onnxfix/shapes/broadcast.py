@@ -1,0 +1,54 @@
+"""Multidirectional (NumPy-style) broadcasting over symbolic shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from onnxfix.shapes.dims import Dim, Shape
+
+
+@dataclass(frozen=True)
+class BroadcastCheck:
+    """Outcome of broadcasting several shapes.
+
+    ``conflicts`` lists, per output axis (counted from the right, 1-based), the
+    dims that must agree and cannot be proven to.  ``concrete`` is true if any
+    conflict is between two different concrete sizes, i.e. it fails for every
+    input.
+    """
+
+    shape: Shape | None
+    conflicts: tuple[tuple[int, tuple[Dim, ...]], ...]
+    concrete: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts
+
+
+def broadcast(shapes: Sequence[Sequence[Dim]]) -> BroadcastCheck:
+    rank = max((len(s) for s in shapes), default=0)
+    out: list[Dim] = []
+    conflicts = []
+    concrete = False
+    for i in range(1, rank + 1):
+        dims = [s[-i] for s in shapes if len(s) >= i]
+        distinct: list[Dim] = []
+        for d in dims:
+            if d != 1 and d not in distinct:
+                distinct.append(d)
+        if not distinct:
+            out.append(1)
+            continue
+        if len(distinct) > 1:
+            conflicts.append((i, tuple(distinct)))
+            if len({d for d in distinct if isinstance(d, int)}) > 1:
+                concrete = True
+            # The op fails here; guess what was meant so one bug does not cascade into
+            # findings downstream: the dim of the highest-rank operand (the data, not a mask).
+            top = max(range(len(shapes)), key=lambda k: (len(shapes[k]), k))
+            out.append(shapes[top][-i] if len(shapes[top]) >= i else distinct[0])
+            continue
+        out.append(distinct[0])
+    return BroadcastCheck(tuple(reversed(out)), tuple(conflicts), concrete)

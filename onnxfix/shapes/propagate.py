@@ -1,0 +1,293 @@
+"""The propagator: one pass over a graph computing a symbolic shape per value.
+
+Besides shapes it tracks two kinds of values:
+
+* *shape values*: small 1-D int tensors as tuples of dims (``Shape(x)`` is
+  ``(B, T, 768)``), so ``Reshape``/``Expand``/``ConstantOfShape``/``Range``
+  outputs inherit symbols;
+* *constants*: any tensor computed only from constants, folded exactly by the
+  ``onnx`` package's reference implementation of each op
+  (:mod:`onnxfix.shapes.fold`), bounded in size.  Exporters compute repeat
+  counts and reshape targets this way (torch 2.0.1's
+  ``Where(Equal(shape, -1), ConstantOfShape(..), ..)``): they are not literals,
+  but they are known.  Folding is lazy: a value is folded when something asks
+  for it and the symbolic path did not already know it, so lint pays for the
+  reference evaluator only on models that need it.
+
+Per-op rules live in :mod:`onnxfix.shapes.ops`, one small handler each; where
+there is none, the outputs fall back to what ONNX shape inference said.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from onnxfix.shapes import fold
+from onnxfix.shapes.dims import Dim, Shape, Sym, fresh, named
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: longest int tensor tracked as a shape value
+MAX_VALUE = 64
+#: longest chain of constant producers folded on demand
+_MAX_DEPTH = 64
+_NP_INT = {onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32,
+           onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8,
+           onnx.TensorProto.INT16: np.int16, onnx.TensorProto.BOOL: np.bool_}
+
+
+@dataclass
+class OpCall:
+    """What a handler needs about one node: inputs, their shapes, first output."""
+
+    node: onnx.NodeProto
+    ins: list[str]
+    shapes: list[Shape | None]
+    out: str
+
+    @property
+    def s0(self) -> Shape | None:
+        return self.shapes[0] if self.shapes else None
+
+
+class Propagator:
+    """Computes a symbolic shape (and, for small tensors, a value) per tensor name.
+
+    One instance covers one graph; subgraphs get a child whose lookups fall
+    through to the parent, so outer-scope values keep their symbols.
+    """
+
+    def __init__(
+        self,
+        graph: onnx.GraphProto,
+        inferred: dict[str, onnx.ValueInfoProto],
+        parent: Propagator | None = None,
+        opset: int = 17,
+    ) -> None:
+        self.graph = graph
+        self.inferred = inferred
+        self.parent = parent
+        self.opset = parent.opset if parent is not None else opset
+        self.shapes: dict[str, Shape | None] = {}
+        self.values: dict[str, tuple[Dim, ...]] = {}
+        self.consts: dict[str, np.ndarray] = {}
+        #: producers of this graph's values and stored tensors, for lazy folding
+        self.producers: dict[str, onnx.NodeProto] = {}
+        self.stored: dict[str, onnx.TensorProto] = {}
+        self._not_const: set[str] = set()
+        self.scalar: set[str] = set()
+        self.dtypes: dict[str, int] = {}
+        self.seeded: set[str] = set()
+
+    def seed(self, name: str, shape: Shape, value: Sequence[Dim] | None = None) -> None:
+        """Fix what a value is before :meth:`run` (e.g. a sequence element in a Loop body)."""
+        self.shapes[name] = tuple(shape)
+        if value is not None:
+            self.values[name] = tuple(value)
+        self.seeded.add(name)
+
+    # -- lookups fall through to the enclosing graph --------------------------------------
+
+    def shape(self, name: str) -> Shape | None:
+        if not name:
+            return None
+        if name in self.shapes:
+            return self.shapes[name]
+        return self.parent.shape(name) if self.parent else None
+
+    def value(self, name: str) -> tuple[Dim, ...] | None:
+        if name in self.values:
+            return self.values[name]
+        if name in self.shapes:
+            if name not in self._not_const and self.const(name) is not None:
+                return self.values.get(name)
+            return None
+        return self.parent.value(name) if self.parent else None
+
+    def const(self, name: str, depth: int = 0) -> np.ndarray | None:
+        """The exact value of a tensor computed from constants only (bounded size)."""
+        if name in self.consts:
+            return self.consts[name]
+        if name not in self.shapes:
+            return self.parent.const(name, depth) if self.parent else None
+        if name in self._not_const or depth > _MAX_DEPTH:
+            return None
+        arr = self._known(name) if name not in self.stored else tensor_value(self.stored[name])
+        if arr is None and name in self.producers:
+            arr = self._fold(self.producers[name], name, depth)
+        if arr is None:
+            self._not_const.add(name)
+            return None
+        self.set_const(name, arr)
+        return arr
+
+    def _known(self, name: str) -> np.ndarray | None:
+        """A shape value the symbolic path already knows exactly, as an array."""
+        v, s = self.values.get(name), self.shapes.get(name)
+        if v is None or s is None or len(s) > 1 or not all(isinstance(x, int) for x in v):
+            return None
+        if (len(s) == 1 and s[0] != len(v)) or (len(s) == 0 and len(v) != 1):
+            return None
+        dtype = _NP_INT.get(self.dtypes.get(name, 0))
+        if dtype is None:
+            return None
+        return np.asarray(v, dtype=dtype).reshape([len(v)] if s else [])
+
+    def const_ints(self, name: str) -> list[int] | None:
+        v = self.value(name)
+        if v is None or not all(isinstance(x, int) for x in v):
+            return None
+        return [int(x) for x in v]  # type: ignore[arg-type]
+
+    def is_scalar(self, name: str) -> bool:
+        if name in self.shapes:
+            return name in self.scalar
+        return self.parent.is_scalar(name) if self.parent else False
+
+    def dtype(self, name: str) -> int:
+        if name in self.dtypes:
+            return self.dtypes[name]
+        return self.parent.dtype(name) if self.parent else 0
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def from_type(self, t: onnx.TypeProto, hint: str) -> Shape | None:
+        if not t.HasField("tensor_type") or not t.tensor_type.HasField("shape"):
+            return None
+        dims: list[Dim] = []
+        for i, d in enumerate(t.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value > 0:
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param") and not d.dim_param.startswith("unk__"):
+                dims.append(named(d.dim_param))
+            elif d.HasField("dim_value") and d.dim_value == 0 and hint.startswith("="):
+                dims.append(0)  # an empty tensor (a value ONNX inferred), not a dynamic dim
+            else:
+                dims.append(fresh(f"{hint}:{i}"))
+        return tuple(dims)
+
+    def set(self, name: str, shape: Shape | None, value: Sequence[Dim] | None = None,
+            scalar: bool = False, dtype: int = 0) -> None:
+        if not name:
+            return
+        vi = self.inferred.get(name)
+        if vi is not None:
+            ref = self.from_type(vi.type, "=" + name)
+            if ref is not None:
+                if shape is None or len(shape) != len(ref):
+                    shape = ref
+                else:  # refine unknowns with what ONNX knows for sure
+                    shape = tuple(_refine(s, r) for s, r in zip(shape, ref))
+            if not dtype and vi.type.HasField("tensor_type"):
+                dtype = vi.type.tensor_type.elem_type
+        self.shapes[name] = shape
+        if dtype:
+            self.dtypes[name] = dtype
+        if value is not None and len(value) <= MAX_VALUE:
+            self.values[name] = tuple(value)
+            if scalar:
+                self.scalar.add(name)
+        elif shape == ():
+            self.scalar.add(name)
+
+    def set_const(self, name: str, arr: np.ndarray) -> None:
+        """Record an exactly known tensor; small integral ones are shape values too."""
+        self.consts[name] = arr
+        if arr.ndim <= 1 and arr.size <= MAX_VALUE and arr.dtype.kind in "iuf":
+            flat = arr.reshape(-1)
+            if arr.dtype.kind != "f" or bool(np.all(np.isfinite(flat) & (flat == np.round(flat)))):
+                self.values[name] = tuple(int(v) for v in flat)
+                if arr.ndim == 0:
+                    self.scalar.add(name)
+
+    # -- the pass ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        from onnxfix.shapes.ops import HANDLERS, unknown
+
+        g = self.graph
+        for vi in g.input:
+            self.set(vi.name, self.from_type(vi.type, vi.name),
+                     dtype=vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0)
+        for init in g.initializer:
+            self.set(init.name, tuple(int(d) for d in init.dims), None, len(init.dims) == 0,
+                     init.data_type)
+            self.stored[init.name] = init
+            if len(init.dims) <= 1 and math.prod(init.dims) <= MAX_VALUE:
+                self.const(init.name)  # small 1-D ints are shape values (Reshape targets)
+        for node in g.node:
+            for o in node.output:
+                self.producers[o] = node
+            if node.output and all(o in self.seeded for o in node.output):
+                continue
+            ins = list(node.input)
+            call = OpCall(node, ins, [self.shape(i) if i else None for i in ins],
+                          node.output[0] if node.output else "")
+            handler: Callable[[Propagator, OpCall], None] = (
+                HANDLERS.get(node.op_type, unknown) if node.domain in ("", "ai.onnx")
+                else unknown)
+            try:
+                handler(self, call)
+            except Exception:
+                for o in node.output:
+                    self.set(o, None)
+
+    def _fold(self, node: onnx.NodeProto, want: str, depth: int) -> np.ndarray | None:  # noqa: C901 - bounds checked before anything runs
+        """Fold ``node`` if all its inputs are constants and its outputs are known small."""
+        if node.domain not in ("", "ai.onnx") or node.op_type in fold.NEVER or not node.input:
+            return None
+        for o in node.output:
+            s = self.shapes.get(o) if o else ()
+            if s is None or not all(isinstance(d, int) for d in s):
+                if node.op_type not in fold.SHAPE_FREE:
+                    return None
+            elif math.prod(s) > fold.MAX_ELEMENTS:  # type: ignore[arg-type]
+                return None
+        inputs = []
+        for i in node.input:
+            arr = self.const(i, depth + 1) if i else None
+            if i and arr is None:
+                return None
+            inputs.append(arr)
+        result = fold.run(node, inputs, self.opset)
+        if result is None:
+            return None
+        found = None
+        for o, arr in zip(node.output, result):
+            if not o or arr is None or arr.size > fold.MAX_ELEMENTS:
+                continue
+            if self.shapes.get(o) is None or len(self.shapes[o] or ()) != arr.ndim:  # type: ignore[arg-type]
+                self.shapes[o] = tuple(int(d) for d in arr.shape)
+            if o == want:
+                found = arr
+            else:
+                self.set_const(o, arr)
+        return found
+
+
+def tensor_value(t: onnx.TensorProto) -> np.ndarray | None:
+    """A stored tensor's values if small and inside the model (lint reads no weight bytes)."""
+    if t.data_location == onnx.TensorProto.EXTERNAL or math.prod(t.dims) > fold.MAX_ELEMENTS:
+        return None
+    try:
+        return numpy_helper.to_array(t)
+    except Exception:
+        return None
+
+
+def _refine(mine: Dim, onnx_dim: Dim) -> Dim:
+    """Prefer ONNX's answer where ours is an unknown and ONNX knows more."""
+    if isinstance(mine, Sym) and mine.kind == "unk":
+        if isinstance(onnx_dim, int) or onnx_dim.kind == "sym":
+            return onnx_dim
+    if isinstance(mine, Sym) and not mine.varies and isinstance(onnx_dim, int):
+        return onnx_dim
+    return mine

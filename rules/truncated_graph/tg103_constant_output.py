@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import onnx
+
+from onnxfix.context import Context, GraphCtx
+from onnxfix.findings import Severity
+from onnxfix.rule import Case, Detection, Rule
+from onnxfix.rules.truncated_graph._common import FAMILY, docs
+
+
+def _depends_on_inputs(g: GraphCtx, name: str, inputs: set[str], memo: dict[str, bool]) -> bool:
+    stack, seen = [name], set()
+    order: list[str] = []
+    while stack:  # iterative DFS: graphs are thousands of nodes deep
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        order.append(v)
+        if v in inputs:
+            return True
+        if v in memo:
+            if memo[v]:
+                return True
+            continue
+        p = g.producer(v)
+        if p is None:
+            continue
+        stack.extend(i for i in p.input if i)
+        for a in p.attribute:  # a subgraph may read graph inputs from the outer scope
+            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
+            for sub in subs:
+                stack.extend(i for n in sub.node for i in n.input if i)
+    for v in order:
+        memo[v] = False
+    return False
+
+
+class ConstantOutput(Rule[None]):
+    __doc__ = docs(
+        "Finds graph outputs that depend on no graph input at all.",
+        "Tracing turns Python values computed from sizes (`torch.tensor(x.size(1))`, "
+        "`len(...)`) into constants: the output then says the same at every length (one "
+        "export returned a baked 10 for every input).",
+        "lengths = Constant(value=[10])   # was torch.tensor(x.size(1)) at trace time",
+        "No fix: compute the value with tensor ops (`x.new_tensor(...)` is traced too; use "
+        "`torch.ones_like(x[:, :, 0]).sum(-1)` or return the shape from the runtime).",
+    )
+    code = "TG103"
+    name = "constant-output"
+    severity = Severity.WARNING
+    summary = "A graph output depends on no graph input (baked at trace time)"
+    family = FAMILY
+
+    def detect(self, ctx: Context) -> Iterator[Detection]:
+        g = ctx.main
+        init = {t.name for t in g.graph.initializer}
+        inputs = {vi.name for vi in g.graph.input if vi.name not in init}
+        if not inputs:
+            return
+        memo: dict[str, bool] = {}
+        for vi in g.graph.output:
+            if vi.name in inputs or vi.name not in g.producers:
+                continue
+            if _depends_on_inputs(g, vi.name, inputs, memo):
+                continue
+            value = g.value(vi.name)
+            shown = f" (it is {list(value)} at every input)" if value is not None else ""
+            node = g.producers[vi.name]
+            yield self.report(
+                ctx, g, node, f"graph output '{vi.name}' depends on no graph input{shown}: "
+                "tracing baked a value computed from sizes into a constant",
+                label=node.name or f"<{node.op_type}>",
+                advice="compute it with tensor ops instead of Python ints (torch.tensor("
+                "x.size(1)) is a constant once traced)")
+
+    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[B, T] x) => (int64[2] s) { s = Shape(x) }""", "a shape computed"),)
+    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+                    g (float[B, T] x) => (float[B, T] y, int64[1] n) {
+                        y = Relu(x)
+                        n = Constant<value = int64[1] {5}>() }""", "a length baked at 5"),)
