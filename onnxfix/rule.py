@@ -136,6 +136,8 @@ class Case:
     name: str = ""
     dims: Mapping[str, Sequence[int]] = field(default_factory=dict)
     reference: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    #: an interface contract to lint with (a built-in profile name), for TG201
+    expect: str | None = None
 
     def model(self) -> onnx.ModelProto:
         return onnx.parser.parse_model(self.text)

@@ -79,6 +79,49 @@ def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]
         actual = tuple(a)
     return ok(Repeat(
         x=seq_x.input[0], axis=axis, repeats=repeats, uniform=r, actual=actual,
-        intended=intended(xs, axis, repeats, r), nodes=(loop.name, node.name),
+        intended=intended(xs, axis, repeats, r),
+        nodes=(loop.name or "Loop", node.name or "ConcatFromSequence"),
         orphans=tuple(node.input), rank=len(xs),
         dtype=g.dtype(seq_x.input[0]) or onnx.TensorProto.FLOAT))
+
+
+def loop_text(x: str, y: str, reps: list[int], axis: int, head: list[int], tail: list[int],
+              target: list[int]) -> str:
+    """ONNX text of the TorchScript Loop lowering (for the rules' own cases): slices of
+    ``x`` on ``axis``, each Unsqueeze -> Expand([*head, r, *tail]) -> Reshape(target)."""
+    def ints(v: list[int]) -> str:
+        return f"int64[{len(v)}] {{{', '.join(map(str, v))}}}"
+
+    n = len(reps)
+    tail_line = f"tail = Constant<value = {ints(tail)}>()" if tail else ""
+    return f"""<ir_version: 8, opset_import: ["" : 13]>
+        g (float[{x}] x) => (float[{y}] y) {{
+            reps = Constant<value = {ints(reps)}>()
+            ones = Constant<value = {ints([1] * n)}>()
+            seq_r = SplitToSequence<axis = 0>(reps, ones)
+            seq_x = SplitToSequence<axis = {axis}>(x, ones)
+            n = Constant<value = int64 {{{n}}}>()
+            t = Constant<value = bool {{1}}>()
+            empty = SequenceEmpty<dtype = 1>()
+            out = Loop(n, t, empty) <body = body (int64 i, bool c, seq(float) s)
+                                             => (bool c_out, seq(float) s_out) {{
+                r = SequenceAt(seq_r, i)
+                xi = SequenceAt(seq_x, i)
+                ax = Constant<value = {ints([axis + 1])}>()
+                u = Unsqueeze(xi, ax)
+                head = Constant<value = {ints(head)}>()
+                {tail_line}
+                tgt = Concat<axis = 0>(head, r{", tail" if tail else ""})
+                e = Expand(u, tgt)
+                rt = Constant<value = {ints(target)}>()
+                rs = Reshape(e, rt)
+                s_out = SequenceInsert(s, rs)
+                c_out = Identity(c)
+            }}>
+            y = ConcatFromSequence<axis = {axis}>(out) }}"""
+
+
+#: a Loop that returns [1, 2T, 2, 8] where repeat_interleave gives [1, 4, T, 8]
+WRONG_LOOP = loop_text("1, 2, T, 8", "1, 4, T, 8", [2, 2], 1, [1, 1], [1, 8], [1, -1, 0, 8])
+#: a Loop on the last axis of [T, 3]: the right result, slowly
+RIGHT_LOOP = loop_text("T, 3", "T, 6", [2, 2, 2], 1, [1, 1], [], [0, -1])

@@ -108,7 +108,8 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
         uniform = repeats[0] if repeats and len(set(repeats)) == 1 else None
         rep = Repeat(
             x=x, axis=axis, repeats=repeats, uniform=uniform, actual=g.shape(node.output[0]),
-            intended=intended(xs, axis, repeats, uniform), nodes=(split.name, node.name),
+            intended=intended(xs, axis, repeats, uniform),
+            nodes=(split.name or "Split", node.name or "Concat"),
             orphans=tuple(node.input), rank=len(xs),
             dtype=g.dtype(x) or onnx.TensorProto.FLOAT)
         if not rep.wrong:

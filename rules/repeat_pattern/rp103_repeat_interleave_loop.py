@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from onnxfix.context import Context, GraphCtx
 from onnxfix.edit import RuleEditor
 from onnxfix.findings import Applicability, Severity
-from onnxfix.rule import Detection, FixPlan, Match, Rule, fail
+from onnxfix.rule import Case, Detection, FixPlan, Match, Rule, fail
 from onnxfix.rules.repeat_pattern._common import (
     FAMILY,
     FIX_SAFETY,
@@ -15,7 +16,7 @@ from onnxfix.rules.repeat_pattern._common import (
     describe,
     fix_for,
 )
-from onnxfix.rules.repeat_pattern._loop import LOOP_DOCS_HEAD, match_loop
+from onnxfix.rules.repeat_pattern._loop import LOOP_DOCS_HEAD, RIGHT_LOOP, WRONG_LOOP, match_loop
 
 
 class RepeatInterleaveLoop(Rule[Repeat]):
@@ -47,9 +48,17 @@ class RepeatInterleaveLoop(Rule[Repeat]):
 
     def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, rep: Repeat) -> Detection:
         return self.report(
-            ctx, g, node, self.msg("main", loop=rep.nodes[0], node=node.name,
+            ctx, g, node, self.msg("main", loop=rep.nodes[0], node=rep.nodes[1],
                                    what=describe(ctx, g, rep)),
             inputs=[rep.x], fix=fix_for(rep), advice=advice(ctx, rep, loop=True))
 
     def apply(self, editor: RuleEditor, plan: FixPlan[Repeat]) -> str | None:
         return apply_repeat(editor, plan)
+
+
+    invalid = (
+        Case(RIGHT_LOOP, "Loop over sequences on the last axis: right, but slow",
+             dims={"T": (5, 6)},
+             reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)}),
+    )
+    valid = (Case(WRONG_LOOP, "a Loop with the wrong shape (RP102)"),)

@@ -58,4 +58,5 @@ class DanglingOutput(Rule[DropOutput]):
                   g (float[N] x) => (float[N] y) { y = Relu(x) }""", "output produced"),)
     invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
                     g (float[N] x) => (float[N] y, float[N] logits) { y = Relu(x) }""",
-                    "an output cut away"),)
+                    "an output cut away", dims={"N": (3, 4)},
+                    reference=lambda f: {"y": f["x"].clip(min=0)}),)

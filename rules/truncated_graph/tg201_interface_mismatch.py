@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from onnxfix import contracts
 from onnxfix.context import Context
 from onnxfix.findings import Severity
-from onnxfix.rule import Detection, Rule
+from onnxfix.rule import Case, Detection, Rule
 from onnxfix.rules.truncated_graph._common import FAMILY, docs
 
 
@@ -39,3 +39,18 @@ class InterfaceMismatch(Rule[None]):
                 op_type="GraphInput" if kind == "inputs" else "GraphOutput",
                 advice="re-export with the input_names/output_names/dynamic_axes the runtime "
                 "needs")
+
+    invalid = (
+        Case("""<ir_version: 8, opset_import: ["" : 17]>
+             g (float[B, 400] feats) => (float[B, T, 8] x) {
+                 s = Constant<value = int64[3] {0, -1, 8}>()
+                 x = Reshape(feats, s) }""", "the time axis frozen at 400",
+             expect="hubert-features"),
+    )
+    valid = (
+        Case("""<ir_version: 8, opset_import: ["" : 17]>
+             g (float[B, L] feats) => (float[B, T, 8] x) {
+                 s = Constant<value = int64[3] {0, -1, 8}>()
+                 x = Reshape(feats, s) }""", "the interface the profile asks for",
+             expect="hubert-features"),
+    )

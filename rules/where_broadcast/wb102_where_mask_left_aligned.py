@@ -139,10 +139,12 @@ class WhereMaskLeftAligned(Rule[UnsqueezeCondition]):
              reference=lambda f: _left_aligned({"cond": f["m"], "a": np.float32(0.0),
                                                 "b": f["x"]})),
         Case("""<ir_version: 8, opset_import: ["" : 11]>
-             g (float[T, 4] x, bool[T] m, float[] v) => (float[T, 4] y) {
+             g (float[T, 4] x, bool[T] m) => (float[T, 4] y) {
+                 v = Constant<value = float {1.5}>()
                  y = Where(m, x, v) }""", "x[~mask] = v, opset 11 (axes as an attribute)",
              dims={"T": (5, 6)},
-             reference=lambda f: _left_aligned({"cond": f["m"], "a": f["x"], "b": f["v"]})),
+             reference=lambda f: _left_aligned({"cond": f["m"], "a": f["x"],
+                                                "b": np.float32(1.5)})),
     )
 
 
