@@ -1,4 +1,5 @@
 """onnx.checker with full_check, by path (it then resolves external data itself)."""
+
 import sys
 
 import onnx

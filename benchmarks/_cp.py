@@ -1,4 +1,5 @@
 """cp of a model and its data file (the floor for any repair that keeps the weights)."""
+
 import shutil
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """The floor for any structural linter: parse without weights, infer shapes."""
+
 import sys
 
 import onnx

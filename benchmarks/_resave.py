@@ -1,4 +1,5 @@
 """What a tool built on onnx.load/onnx.save pays to write a repaired big model."""
+
 import sys
 from pathlib import Path
 

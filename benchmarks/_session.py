@@ -1,4 +1,5 @@
 """onnxruntime session creation alone (the floor for any verification that runs the model)."""
+
 import sys
 
 import onnxruntime as ort

@@ -44,15 +44,24 @@ def generate(path: Path, layers: int, dim: int) -> None:
     tmp = path.with_suffix(".inline.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(adapter, (feats, mask), str(tmp), dynamo=False, opset_version=17,
-                          input_names=["feats", "padding_mask"],
-                          output_names=["x", "padding_mask_out"],
-                          dynamic_axes={"feats": {0: "B", 1: "L"},
-                                        "padding_mask": {0: "B", 1: "L"},
-                                        "x": {0: "B", 1: "T"}})
+        torch.onnx.export(
+            adapter,
+            (feats, mask),
+            str(tmp),
+            dynamo=False,
+            opset_version=17,
+            input_names=["feats", "padding_mask"],
+            output_names=["x", "padding_mask_out"],
+            dynamic_axes={
+                "feats": {0: "B", 1: "L"},
+                "padding_mask": {0: "B", 1: "L"},
+                "x": {0: "B", 1: "T"},
+            },
+        )
     m = onnx.load(str(tmp))
-    onnx.save(m, str(path), save_as_external_data=True, location=path.name + ".data",
-              size_threshold=1024)
+    onnx.save(
+        m, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=1024
+    )
     tmp.unlink()
 
 
@@ -71,18 +80,25 @@ def measure(cmd: list[str]) -> dict[str, float]:
         f"else runpy.run_module({cmd[0]!r}, run_name='__main__', alter_sys=True)\n"
     )
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _, status, _usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read() if proc.stderr else ""
     out = proc.stdout.read() if proc.stdout else ""
+
     def field(key: str) -> int:
         return next((int(x.split("=")[1]) for x in err.splitlines() if x.startswith(key)), -1)
 
     # VmHWM, not ru_maxrss: a forked child inherits the parent's maxrss until it execs
-    return {"wall": wall, "rss_mb": field("HWM=") / 1024, "read_mb": field("RCHAR=") / 2**20,
-            "exit": os.waitstatus_to_exitcode(status), "out": out}
+    return {
+        "wall": wall,
+        "rss_mb": field("HWM=") / 1024,
+        "read_mb": field("RCHAR=") / 2**20,
+        "exit": os.waitstatus_to_exitcode(status),
+        "out": out,
+    }
 
 
 def median_of(cmd: list[str], runs: int) -> dict[str, float]:
@@ -121,15 +137,22 @@ def main() -> int:
         "onnxfix lint": ["onnxfix", "lint", str(model), "--format", "json"],
         "cp of model + data": [str(HERE / "_cp.py"), str(model), str(out_dir / "cp.onnx")],
         "onnx.load with weights + onnx.save as external data": [
-            str(HERE / "_resave.py"), str(model), str(out_dir / "resaved.onnx")],
-        "onnxfix repair --no-verify": ["onnxfix", "repair", str(model), str(fixed),
-                                       "--no-verify"],
+            str(HERE / "_resave.py"),
+            str(model),
+            str(out_dir / "resaved.onnx"),
+        ],
+        "onnxfix repair --no-verify": ["onnxfix", "repair", str(model), str(fixed), "--no-verify"],
         "onnxruntime InferenceSession creation": [str(HERE / "_session.py"), str(model)],
         "onnxfix repair (verified: checker, inference, session, probes)": [
-            "onnxfix", "repair", str(model), str(fixed)],
+            "onnxfix",
+            "repair",
+            str(model),
+            str(fixed),
+        ],
     }
-    results = {name: median_of(cmd, 1 if "verified" in name else args.runs)
-               for name, cmd in rows.items()}
+    results = {
+        name: median_of(cmd, 1 if "verified" in name else args.runs) for name, cmd in rows.items()
+    }
     lint = results["onnxfix lint"]
     findings = json.loads(lint["out"])["files"][0]["findings"] if lint["out"] else []
     print(f"\nmodel: {model.name}, external data {data_mb:.0f} MB, median of {args.runs} runs\n")
@@ -137,15 +160,25 @@ def main() -> int:
     for name, r in results.items():
         print(f"| {name} | {r['wall']:.2f} | {r['rss_mb']:.0f} | {r['read_mb']:.1f} |")
     base = results["floor: onnx.load (no weights) + infer_shapes"]["wall"]
-    print(f"\nlint / floor = {lint['wall'] / base:.2f}; lint exit {lint['exit']}; "
-          f"findings: {[(f['rule'], f['node']) for f in findings]}")
+    print(
+        f"\nlint / floor = {lint['wall'] / base:.2f}; lint exit {lint['exit']}; "
+        f"findings: {[(f['rule'], f['node']) for f in findings]}"
+    )
     cp = results["cp of model + data"]["wall"]
     nv = results["onnxfix repair --no-verify"]
     print(f"repair --no-verify / cp = {nv['wall'] / cp:.2f} (exit {nv['exit']})")
-    (OUT / "lint_results.json").write_text(json.dumps(
-        {"data_mb": data_mb, "results": {k: {kk: vv for kk, vv in v.items() if kk != "out"}
-                                         for k, v in results.items()},
-         "findings": [(f["rule"], f["node"]) for f in findings]}, indent=2))
+    (OUT / "lint_results.json").write_text(
+        json.dumps(
+            {
+                "data_mb": data_mb,
+                "results": {
+                    k: {kk: vv for kk, vv in v.items() if kk != "out"} for k, v in results.items()
+                },
+                "findings": [(f["rule"], f["node"]) for f in findings],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -40,8 +40,9 @@ def main() -> int:
     ap.add_argument("--polygraphy", action="store_true")
     args = ap.parse_args()
     exe = [sys.executable, "-m", "onnxfix", "lint", "--format", "json"]
-    corpus = sorted(str(p) for p in (Path(onnx.__file__).parent / "backend/test/data")
-                    .rglob("*.onnx"))
+    corpus = sorted(
+        str(p) for p in (Path(onnx.__file__).parent / "backend/test/data").rglob("*.onnx")
+    )
     rows = []
     for jobs in (1, 2):
         t, code = wall([*exe, "-j", str(jobs), *corpus], args.runs)

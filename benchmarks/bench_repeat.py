@@ -55,9 +55,16 @@ def _loop_model(folder: Path) -> tuple[Path, dict]:
     x = torch.randn(8, 512, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(minimal.Repeat(1, "size_long"), (x,), str(path), dynamo=False,
-                          opset_version=13, input_names=["x"], output_names=["y"],
-                          dynamic_axes={"x": {1: "T"}})
+        torch.onnx.export(
+            minimal.Repeat(1, "size_long"),
+            (x,),
+            str(path),
+            dynamo=False,
+            opset_version=13,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {1: "T"}},
+        )
     return path, {"x": x.numpy()}
 
 
@@ -74,8 +81,14 @@ def main() -> int:
             if not e["model"].startswith("repeat_pattern/") or e["kind"] != "positive":
                 continue
             feeds = verify.load_reference(ROOT / "fixtures" / e["reference"])[-1][0]
-            cases.append((e["name"], ROOT / "fixtures" / e["model"], feeds,
-                          ROOT / "fixtures" / e["reference"]))
+            cases.append(
+                (
+                    e["name"],
+                    ROOT / "fixtures" / e["model"],
+                    feeds,
+                    ROOT / "fixtures" / e["reference"],
+                )
+            )
         path, feeds = _loop_model(tmpd)
         cases.append(("loop x[8, 512, 8] (report size)", path, feeds, None))
         for name, src, feeds, ref in cases:

@@ -13,7 +13,19 @@ from onnxfix.linter import LintResult, analyse, explain, lint, lint_model
 from onnxfix.repairer import RepairResult, repair
 
 __all__ = [
-    "CheckResult", "FixFailed", "FixRun", "LintResult", "NonConvergence", "ProbeRun",
-    "RepairResult", "analyse", "apply_fixes", "check", "explain", "lint", "lint_model",
-    "repair", "run_fixes",
+    "CheckResult",
+    "FixFailed",
+    "FixRun",
+    "LintResult",
+    "NonConvergence",
+    "ProbeRun",
+    "RepairResult",
+    "analyse",
+    "apply_fixes",
+    "check",
+    "explain",
+    "lint",
+    "lint_model",
+    "repair",
+    "run_fixes",
 ]

@@ -14,9 +14,13 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from onnxfix import __version__
+
+if TYPE_CHECKING:
+    from onnxfix.contracts import Contract
+    from onnxfix.linter import LintResult
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
 FORMATS = ["text", "json", "sarif", "github"]
@@ -26,7 +30,7 @@ class UsageError(Exception):
     """A bad flag, config file or contract: one line and exit 2."""
 
 
-def _options(args: argparse.Namespace) -> tuple[Any, list[str], list[str], object]:
+def _options(args: argparse.Namespace) -> tuple[Any, list[str], list[str], Contract | None]:
     """(config, select, ignore, contract): command-line flags win over [tool.onnxfix]."""
     from onnxfix import config, contracts, registry
 
@@ -63,21 +67,31 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_FAILURE)
 
 
-def _parents() -> dict[str, argparse.ArgumentParser]:
+def _parents() -> dict[str, _Parser]:
     """Flags several commands share, declared once (argparse parent parsers)."""
-    rules = argparse.ArgumentParser(add_help=False)
-    rules.add_argument("--select", action="append", metavar="CODES",
-                       help="rule codes or prefixes to run, comma-separated or repeated "
-                       "(WB is the family, WB102 one rule, ALL every rule)")
-    rules.add_argument("--ignore", action="append", metavar="CODES",
-                       help="rule codes or prefixes to skip")
-    rules.add_argument("--expect", metavar="SPEC",
-                       help="interface contract: a .toml/.json file or a built-in profile "
-                       "(wenet-encoder-chunk, wenet-ctc, hubert-features)")
-    reference = argparse.ArgumentParser(add_help=False)
-    reference.add_argument("--reference", metavar="NPZ",
-                           help="inputs and outputs to reproduce (<case>/in/<name>, "
-                           "<case>/out/<name> in an .npz)")
+    rules = _Parser(add_help=False)
+    rules.add_argument(
+        "--select",
+        action="append",
+        metavar="CODES",
+        help="rule codes or prefixes to run, comma-separated or repeated "
+        "(WB is the family, WB102 one rule, ALL every rule)",
+    )
+    rules.add_argument(
+        "--ignore", action="append", metavar="CODES", help="rule codes or prefixes to skip"
+    )
+    rules.add_argument(
+        "--expect",
+        metavar="SPEC",
+        help="interface contract: a .toml/.json file or a built-in profile "
+        "(wenet-encoder-chunk, wenet-ctc, hubert-features)",
+    )
+    reference = _Parser(add_help=False)
+    reference.add_argument(
+        "--reference",
+        metavar="NPZ",
+        help="inputs and outputs to reproduce (<case>/in/<name>, <case>/out/<name> in an .npz)",
+    )
     return {"rules": rules, "reference": reference}
 
 
@@ -87,50 +101,83 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     par = _parents()
 
-    lint = sub.add_parser("lint", parents=[par["rules"]], help="report problems (reads no "
-                          "weights)", description="Report problems; reads no weight bytes and "
-                          "never imports onnxruntime.")
+    lint = sub.add_parser(
+        "lint",
+        parents=[par["rules"]],
+        help="report problems (reads no weights)",
+        description="Report problems; reads no weight bytes and never imports onnxruntime.",
+    )
     lint.add_argument("models", nargs="+", metavar="MODEL", help="ONNX model files")
     lint.add_argument("--format", choices=FORMATS, default="text", help="output format")
-    lint.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
-                      help="lint files in N processes (0: one per core)")
-    lint.add_argument("--explain", metavar="CODE",
-                      help="say where rule CODE fired and why it did not fire on every other "
-                      "node it looks at (nearest miss first)")
+    lint.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="lint files in N processes (0: one per core)",
+    )
+    lint.add_argument(
+        "--explain",
+        metavar="CODE",
+        help="say where rule CODE fired and why it did not fire on every other "
+        "node it looks at (nearest miss first)",
+    )
 
-    rep = sub.add_parser("repair", parents=[par["rules"], par["reference"]],
-                         help="apply fixes, verify, write atomically",
-                         description="Apply fixes, verify the result, write it atomically; "
-                         "nothing is written if nothing was fixed or verification fails.")
-    rep.add_argument("input", metavar="IN", help="the model to repair (never modified "
-                     "unless it is also OUT)")
+    rep = sub.add_parser(
+        "repair",
+        parents=[par["rules"], par["reference"]],
+        help="apply fixes, verify, write atomically",
+        description="Apply fixes, verify the result, write it atomically; "
+        "nothing is written if nothing was fixed or verification fails.",
+    )
+    rep.add_argument(
+        "input", metavar="IN", help="the model to repair (never modified unless it is also OUT)"
+    )
     rep.add_argument("output", metavar="OUT", nargs="?", help="where the repaired model goes")
     rep.add_argument("--dry-run", action="store_true", help="print what would change")
     rep.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes")
-    rep.add_argument("--no-verify", action="store_true",
-                     help="skip what runs the model (onnxruntime session, probe runs); the "
-                     "checker, strict inference, interface check and re-lint still run")
-    rep.add_argument("--format", choices=["text", "json"], default="text",
-                     help="output format")
-    rep.add_argument("--output", action="append", metavar="NAME=VALUE", dest="outputs",
-                     help="declare graph output NAME as the existing value VALUE "
-                     "(re-declares the outputs of a cut graph)")
+    rep.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip what runs the model (onnxruntime session, probe runs); the "
+        "checker, strict inference, interface check and re-lint still run",
+    )
+    rep.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    rep.add_argument(
+        "--output",
+        action="append",
+        metavar="NAME=VALUE",
+        dest="outputs",
+        help="declare graph output NAME as the existing value VALUE "
+        "(re-declares the outputs of a cut graph)",
+    )
 
-    chk = sub.add_parser("check", parents=[par["rules"], par["reference"]],
-                         help="pre-deployment check: lint, load and run in onnxruntime",
-                         description="Lint, load in onnxruntime and run at probe settings.")
+    chk = sub.add_parser(
+        "check",
+        parents=[par["rules"], par["reference"]],
+        help="pre-deployment check: lint, load and run in onnxruntime",
+        description="Lint, load in onnxruntime and run at probe settings.",
+    )
     chk.add_argument("model", metavar="MODEL", help="the ONNX model to check")
-    chk.add_argument("--dims", nargs="+", metavar="SYM=V1,V2",
-                     help="probe values per dynamic dim, e.g. T=1,37,400 B=1,3 (every "
-                     "combination runs); default: distinct values other than 1")
-    chk.add_argument("--provider", action="append", metavar="NAME",
-                     help="onnxruntime execution provider to run on (repeat for a priority "
-                     "list; default CPUExecutionProvider)")
+    chk.add_argument(
+        "--dims",
+        nargs="+",
+        metavar="SYM=V1,V2",
+        help="probe values per dynamic dim, e.g. T=1,37,400 B=1,3 (every "
+        "combination runs); default: distinct values other than 1",
+    )
+    chk.add_argument(
+        "--provider",
+        action="append",
+        metavar="NAME",
+        help="onnxruntime execution provider to run on (repeat for a priority "
+        "list; default CPUExecutionProvider)",
+    )
     chk.add_argument("--format", choices=FORMATS, default="text", help="output format")
 
     rules = sub.add_parser("rules", help="list the rules")
-    rules.add_argument("--format", choices=["text", "json"], default="text",
-                       help="output format")
+    rules.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     one = sub.add_parser("rule", help="show a rule's documentation")
     one.add_argument("code", help="a rule code (WB102) or name (where-mask-left-aligned)")
     return p
@@ -188,8 +235,7 @@ def _explain(args: argparse.Namespace) -> int:
             print(f"{path}: no {'/'.join(sorted(rule.ops))} node for {rule.code} to look at")
         for m in misses[:10]:
             where = f" (at {m.at})" if m.at and m.at != m.node else ""
-            print(f"{path}: {rule.code} did not fire at {m.node} ({m.op_type}): "
-                  f"{m.reason}{where}")
+            print(f"{path}: {rule.code} did not fire at {m.node} ({m.op_type}): {m.reason}{where}")
         if len(misses) > 10:
             print(f"{path}: ... and {len(misses) - 10} more {rule.code} candidates")
     return EXIT_FINDINGS if fired_any else EXIT_OK
@@ -212,9 +258,15 @@ def _check(args: argparse.Namespace) -> int:
             raise UsageError(f"--dims takes SYM=V1,V2,... with positive integers, got '{spec}'")
     try:
         with _busy(f"checking {args.model}: lint, load, probe runs"):
-            result = gate.check(args.model, dims=dims or None, reference=args.reference,
-                                 expect=contract, select=select, ignore=ignore,  # type: ignore[arg-type]
-                                 providers=args.provider)
+            result = gate.check(
+                args.model,
+                dims=dims or None,
+                reference=args.reference,
+                expect=contract,
+                select=select,
+                ignore=ignore,
+                providers=args.provider,
+            )
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -236,15 +288,16 @@ def _busy(message: str) -> Any:
     return Console(stderr=True).status(message)
 
 
-def _lint_one(path: str, select: list[str], ignore: list[str], contract: object
-              ) -> tuple[object | None, str]:
+def _lint_one(
+    path: str, select: list[str], ignore: list[str], contract: Contract | None
+) -> tuple[LintResult | None, str]:
     """Lint one file; picklable both ways so that ``-j`` can run it in a worker
     (findings are frozen data: no protobuf object crosses back)."""
     from onnxfix import linter
     from onnxfix.io import ModelError
 
     try:
-        return linter.lint(path, select=select, ignore=ignore, expect=contract), ""  # type: ignore[arg-type]
+        return linter.lint(path, select=select, ignore=ignore, expect=contract), ""
     except ModelError as exc:
         return None, exc.problem
 
@@ -265,9 +318,16 @@ def _repair(args: argparse.Namespace) -> int:
     try:
         with _busy(f"repairing {args.input}: fixing, copying weights, verifying"):
             result = repairer.repair(
-                args.input, args.output, select=select, ignore=ignore,
-                unsafe_fixes=args.unsafe_fixes, dry_run=args.dry_run, reference=args.reference,
-                verify_probe=not args.no_verify, outputs=outputs, expect=contract,  # type: ignore[arg-type]
+                args.input,
+                args.output,
+                select=select,
+                ignore=ignore,
+                unsafe_fixes=args.unsafe_fixes,
+                dry_run=args.dry_run,
+                reference=args.reference,
+                verify_probe=not args.no_verify,
+                outputs=outputs,
+                expect=contract,
             )
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
@@ -277,8 +337,10 @@ def _repair(args: argparse.Namespace) -> int:
     else:
         report.print_repair(result, args.dry_run)
     if result.error:
-        print(f"onnxfix: {args.input}: repair failed, nothing written: {result.error}",
-              file=sys.stderr)
+        print(
+            f"onnxfix: {args.input}: repair failed, nothing written: {result.error}",
+            file=sys.stderr,
+        )
     return result.exit_code
 
 
@@ -289,10 +351,26 @@ def _rules(args: argparse.Namespace) -> int:
     if args.format == "json":
         import json
 
-        print(json.dumps({"version": report.SCHEMA_VERSION, "rules": [
-            {"code": r.code, "name": r.name, "severity": r.severity.value, "family": r.family,
-             "fix": r.fixable.value if r.fixable else None, "summary": r.summary, "docs": r.docs}
-            for r in rules]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "version": report.SCHEMA_VERSION,
+                    "rules": [
+                        {
+                            "code": r.code,
+                            "name": r.name,
+                            "severity": r.severity.value,
+                            "family": r.family,
+                            "fix": r.fixable.value if r.fixable else None,
+                            "summary": r.summary,
+                            "docs": r.docs,
+                        }
+                        for r in rules
+                    ],
+                },
+                indent=2,
+            )
+        )
     else:
         report.print_rules(rules)
     return EXIT_OK
@@ -318,8 +396,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
-    handler = {"lint": _lint, "repair": _repair, "check": _check, "rules": _rules,
-               "rule": _rule}[args.command]
+    handler = {"lint": _lint, "repair": _repair, "check": _check, "rules": _rules, "rule": _rule}[
+        args.command
+    ]
     try:
         return handler(args)
     except UsageError as exc:
@@ -329,8 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("onnxfix: interrupted; nothing written", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:
-        print(f"onnxfix: internal error: {type(exc).__name__}: {exc}".splitlines()[0],
-              file=sys.stderr)
+        print(
+            f"onnxfix: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr
+        )
         return EXIT_FAILURE
 
 

@@ -58,8 +58,10 @@ class Config:
         """Apply per-file ignores and severity overrides to one file's findings."""
         ignored = [c.upper() for c in self.ignored_for(model)]
         kept = [f for f in findings if not any(f.rule.upper().startswith(c) for c in ignored)]
-        return [f.replace(severity=self.severity[f.rule]) if f.rule in self.severity else f
-                for f in kept]
+        return [
+            f.replace(severity=self.severity[f.rule]) if f.rule in self.severity else f
+            for f in kept
+        ]
 
 
 def find(start: Path | None = None) -> Path | None:

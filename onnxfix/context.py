@@ -81,8 +81,9 @@ class GraphCtx:
             g = g.parent
         return None
 
-    def evaluate_body(self, body: onnx.GraphProto,
-                      seeds: dict[str, tuple[Shape, tuple[Dim, ...] | None]]) -> Propagator:
+    def evaluate_body(
+        self, body: onnx.GraphProto, seeds: dict[str, tuple[Shape, tuple[Dim, ...] | None]]
+    ) -> Propagator:
         """Shapes inside a subgraph (a Loop body) with some values fixed beforehand,
         e.g. one iteration's slice shape and repeat count."""
         prop = Propagator(body, {}, self.shapes)
@@ -122,14 +123,17 @@ class Context:
         return fmt_dim(dim, self._names())
 
     def _abbreviate(self, dim: Dim) -> None:
-        if isinstance(dim, Sym) and dim not in self.aliases and dim not in self.abbrev and len(
-                str(dim)) > ABBREVIATE_AT:
+        if (
+            isinstance(dim, Sym)
+            and dim not in self.aliases
+            and dim not in self.abbrev
+            and len(str(dim)) > ABBREVIATE_AT
+        ):
             self.abbrev[dim] = f"d{len(self.abbrev) + 1}"
 
     def legend(self, text: str) -> str:
         """The definitions of the short names ``text`` uses, to append to a message."""
-        used = [(name, d) for d, name in self.abbrev.items()
-                if re.search(rf"\b{name}\b", text)]
+        used = [(name, d) for d, name in self.abbrev.items() if re.search(rf"\b{name}\b", text)]
         return "".join(f"; {name} = {d}" for name, d in used)
 
     @property
@@ -161,8 +165,15 @@ class Context:
             for i in positions:
                 yield g, nodes[i]
 
-    def location(self, g: GraphCtx, node: onnx.NodeProto | None, inputs: Sequence[str] = (),
-                 *, label: str | None = None, op_type: str | None = None) -> dict[str, Any]:
+    def location(
+        self,
+        g: GraphCtx,
+        node: onnx.NodeProto | None,
+        inputs: Sequence[str] = (),
+        *,
+        label: str | None = None,
+        op_type: str | None = None,
+    ) -> dict[str, Any]:
         """The location fields of a finding: graph path, node, op, PyTorch scope and source,
         and the named inputs with their shapes."""
         if label is None:
@@ -205,13 +216,19 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, s
     until killed.
     """
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True,
-                                                 data_prop=False), None, None
+        return (
+            onnx.shape_inference.infer_shapes(
+                model, check_type=True, strict_mode=True, data_prop=False
+            ),
+            None,
+            None,
+        )
     except Exception as exc:
         strict = str(exc) or repr(exc)
     try:
-        lenient = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False,
-                                                    data_prop=False)
+        lenient = onnx.shape_inference.infer_shapes(
+            model, check_type=False, strict_mode=False, data_prop=False
+        )
         return lenient, strict, None
     except Exception as exc:
         text = str(exc).strip()
@@ -221,15 +238,19 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, s
 def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
     """Analyse ``model`` (which is only read, never changed)."""
     inferred, strict_err, err = infer(model)
-    opset = next(
-        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0
-    )
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graphs: list[GraphCtx] = []
 
-    def visit(g: onnx.GraphProto, ig: onnx.GraphProto | None, path: str,
-              parent: GraphCtx | None, route: tuple[tuple[int, str], ...]) -> None:
-        prop = Propagator(g, _value_infos(ig) if ig is not None else {},
-                          parent.shapes if parent else None, opset)
+    def visit(
+        g: onnx.GraphProto,
+        ig: onnx.GraphProto | None,
+        path: str,
+        parent: GraphCtx | None,
+        route: tuple[tuple[int, str], ...],
+    ) -> None:
+        prop = Propagator(
+            g, _value_infos(ig) if ig is not None else {}, parent.shapes if parent else None, opset
+        )
         # subgraph inputs (loop counters, scan slices) come from the graph itself
         prop.run()
         gc = GraphCtx(g, path, prop, parent, route=route)
@@ -252,8 +273,9 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
                 visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc, (*route, (k, attr)))
 
     visit(model.graph, inferred.graph if inferred is not None else None, "main", None, ())
-    return Context(model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract,
-                   strict_err)
+    return Context(
+        model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract, strict_err
+    )
 
 
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:

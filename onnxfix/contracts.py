@@ -31,13 +31,18 @@ from typing import Any
 import onnx
 
 _DTYPES = {
-    "float32": onnx.TensorProto.FLOAT, "float": onnx.TensorProto.FLOAT,
-    "float16": onnx.TensorProto.FLOAT16, "float64": onnx.TensorProto.DOUBLE,
-    "bfloat16": onnx.TensorProto.BFLOAT16, "int64": onnx.TensorProto.INT64,
-    "int32": onnx.TensorProto.INT32, "int8": onnx.TensorProto.INT8,
-    "uint8": onnx.TensorProto.UINT8, "bool": onnx.TensorProto.BOOL,
+    "float32": onnx.TensorProto.FLOAT,
+    "float": onnx.TensorProto.FLOAT,
+    "float16": onnx.TensorProto.FLOAT16,
+    "float64": onnx.TensorProto.DOUBLE,
+    "bfloat16": onnx.TensorProto.BFLOAT16,
+    "int64": onnx.TensorProto.INT64,
+    "int32": onnx.TensorProto.INT32,
+    "int8": onnx.TensorProto.INT8,
+    "uint8": onnx.TensorProto.UINT8,
+    "bool": onnx.TensorProto.BOOL,
 }
-_NAMES = {v: k for k, v in reversed(list(_DTYPES.items()))}
+_NAMES: dict[int, str] = {v: k for k, v in reversed(list(_DTYPES.items()))}
 
 
 class ContractError(Exception):
@@ -72,11 +77,13 @@ def _ports(section: dict[str, Any], where: str) -> list[Port]:
         if dt is not None and dt not in _DTYPES:
             raise ContractError(f"{where}.{name}: unknown dtype '{dt}'")
         shape = spec.get("shape")
-        if shape is not None and (not isinstance(shape, list) or not all(
-                isinstance(d, int | str) for d in shape)):
+        if shape is not None and (
+            not isinstance(shape, list) or not all(isinstance(d, int | str) for d in shape)
+        ):
             raise ContractError(f"{where}.{name}: shape must be a list of ints and strings")
-        ports.append(Port(name, _DTYPES[dt] if dt else None, shape,
-                          bool(spec.get("optional", False))))
+        ports.append(
+            Port(name, _DTYPES[dt] if dt else None, shape, bool(spec.get("optional", False)))
+        )
     return ports
 
 
@@ -84,8 +91,11 @@ def from_dict(data: dict[str, Any], name: str) -> Contract:
     unknown = set(data) - {"inputs", "outputs", "name"}
     if unknown:
         raise ContractError(f"unknown sections {sorted(unknown)}")
-    return Contract(data.get("name", name), _ports(data.get("inputs", {}), "inputs"),
-                    _ports(data.get("outputs", {}), "outputs"))
+    return Contract(
+        data.get("name", name),
+        _ports(data.get("inputs", {}), "inputs"),
+        _ports(data.get("outputs", {}), "outputs"),
+    )
 
 
 # Built-in profiles for the exports we reproduce.
@@ -158,8 +168,7 @@ def declared_dims(vi: onnx.ValueInfoProto) -> list[int | str] | None:
     tt = vi.type.tensor_type
     if not tt.HasField("shape"):
         return None
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-            for d in tt.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
 
 
 def model_ports(model: onnx.ModelProto, kind: str) -> list[tuple[str, int, list[int | str]]]:
@@ -194,46 +203,89 @@ def differences(contract: Contract, model: onnx.ModelProto) -> list[tuple[str, s
                 if port.optional:
                     continue
                 # a renamed port: same position's extra entry with the same dtype and rank
-                twin = next((h for h in extra if (port.dtype in (None, h[1])) and (
-                    port.shape is None or len(port.shape) == len(h[2]))), None)
+                twin = next(
+                    (
+                        h
+                        for h in extra
+                        if (port.dtype in (None, h[1]))
+                        and (port.shape is None or len(port.shape) == len(h[2]))
+                    ),
+                    None,
+                )
                 if twin is not None:
                     extra.remove(twin)
-                    out.append((kind, port.name, f"{singular} '{port.name}' renamed to "
-                                f"'{twin[0]}': expected {fmt(port.dtype, port.shape)}, model "
-                                f"has '{twin[0]}' {fmt(twin[1], twin[2])}"))
+                    out.append(
+                        (
+                            kind,
+                            port.name,
+                            f"{singular} '{port.name}' renamed to "
+                            f"'{twin[0]}': expected {fmt(port.dtype, port.shape)}, model "
+                            f"has '{twin[0]}' {fmt(twin[1], twin[2])}",
+                        )
+                    )
                 else:
-                    out.append((kind, port.name, f"{singular} '{port.name}' missing: expected "
-                                f"{fmt(port.dtype, port.shape)}, the model has no such "
-                                f"{singular} (an exporter drops inputs whose path a Python "
-                                "branch removed at trace time)" if kind == "inputs" else
-                                f"{singular} '{port.name}' missing: expected "
-                                f"{fmt(port.dtype, port.shape)}"))
+                    out.append(
+                        (
+                            kind,
+                            port.name,
+                            f"{singular} '{port.name}' missing: expected "
+                            f"{fmt(port.dtype, port.shape)}, the model has no such "
+                            f"{singular} (an exporter drops inputs whose path a Python "
+                            "branch removed at trace time)"
+                            if kind == "inputs"
+                            else f"{singular} '{port.name}' missing: expected "
+                            f"{fmt(port.dtype, port.shape)}",
+                        )
+                    )
                 continue
             dt, sh = have_by[port.name]
             side = f"expected {fmt(port.dtype, port.shape)}, model has {fmt(dt, sh)}"
             if port.dtype is not None and dt != port.dtype:
-                out.append((kind, port.name, f"{singular} '{port.name}' has the wrong dtype: "
-                            f"{side}"))
+                out.append(
+                    (kind, port.name, f"{singular} '{port.name}' has the wrong dtype: {side}")
+                )
                 continue
             if port.shape is None:
                 continue
             if len(sh) != len(port.shape):
-                out.append((kind, port.name, f"{singular} '{port.name}' has the wrong rank: "
-                            f"{side}"))
+                out.append(
+                    (kind, port.name, f"{singular} '{port.name}' has the wrong rank: {side}")
+                )
                 continue
             for i, (w, h) in enumerate(zip(port.shape, sh)):
                 if w == "*":
                     continue
                 if isinstance(w, str) and isinstance(h, int):
-                    out.append((kind, port.name, f"{singular} '{port.name}' axis {i} is frozen "
-                                f"at {h} where dynamic '{w}' is expected: {side}"))
+                    out.append(
+                        (
+                            kind,
+                            port.name,
+                            f"{singular} '{port.name}' axis {i} is frozen "
+                            f"at {h} where dynamic '{w}' is expected: {side}",
+                        )
+                    )
                     break
                 if isinstance(w, int) and isinstance(h, int) and w != h:
-                    out.append((kind, port.name, f"{singular} '{port.name}' axis {i} is {h} "
-                                f"where {w} is expected: {side}"))
+                    out.append(
+                        (
+                            kind,
+                            port.name,
+                            f"{singular} '{port.name}' axis {i} is {h} "
+                            f"where {w} is expected: {side}",
+                        )
+                    )
                     break
         for name, dt, sh in extra:
-            out.append((kind, name, f"{singular} '{name}' {fmt(dt, sh)} is not in the contract"
-                        + (" (a runtime that follows the contract will not feed it)"
-                           if kind == "inputs" else "")))
+            out.append(
+                (
+                    kind,
+                    name,
+                    f"{singular} '{name}' {fmt(dt, sh)} is not in the contract"
+                    + (
+                        " (a runtime that follows the contract will not feed it)"
+                        if kind == "inputs"
+                        else ""
+                    ),
+                )
+            )
     return out

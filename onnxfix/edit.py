@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import onnx
@@ -58,7 +59,8 @@ def prune_unused(graph: onnx.GraphProto, candidates: set[str]) -> int:
         used = used_names(graph)
         producers = {o: n for n in graph.node for o in n.output if o}
         dead = [
-            n for n in graph.node
+            n
+            for n in graph.node
             if any(o in candidates for o in n.output) and not any(o in used for o in n.output)
         ]
         if not dead:
@@ -148,8 +150,9 @@ class Editor:
             ge = self._graphs[id(graph)] = _GraphEdits(graph, depth)
         return ge
 
-    def for_rule(self, rule: str, graph: onnx.GraphProto, depth: int,
-                 node: onnx.NodeProto | None) -> RuleEditor:
+    def for_rule(
+        self, rule: str, graph: onnx.GraphProto, depth: int, node: onnx.NodeProto | None
+    ) -> RuleEditor:
         return RuleEditor(self, rule, graph, depth, node)
 
     def commit(self) -> None:
@@ -181,8 +184,14 @@ class RuleEditor:
     (``/encoder/Where`` -> ``/encoder/Where/onnxfix_unsqueeze``), carry that node's
     metadata and are tagged with the rule's code."""
 
-    def __init__(self, editor: Editor, rule: str, graph: onnx.GraphProto, depth: int,
-                 node: onnx.NodeProto | None) -> None:
+    def __init__(
+        self,
+        editor: Editor,
+        rule: str,
+        graph: onnx.GraphProto,
+        depth: int,
+        node: onnx.NodeProto | None,
+    ) -> None:
         self.editor = editor
         self.rule = rule
         self.graph = graph
@@ -198,8 +207,9 @@ class RuleEditor:
         head = (origin.name or origin.op_type) if origin is not None else "/onnxfix"
         return f"{head}/onnxfix_{suffix}"
 
-    def make(self, op: str, inputs: Sequence[str], suffix: str, *, outputs: int = 1,
-             **attrs: object) -> onnx.NodeProto:
+    def make(
+        self, op: str, inputs: Sequence[str], suffix: str, *, outputs: int = 1, **attrs: Any
+    ) -> onnx.NodeProto:
         """A new node named after the served node, tagged, with fresh output names."""
         name = self.editor.namer(self._base(suffix))
         outs = [self.editor.namer(f"{name}_output_{i}") for i in range(outputs)]
@@ -238,6 +248,7 @@ class RuleEditor:
         """Offer the producers of ``values`` (and theirs) for removal if they end up unused."""
         self.editor._at(self.graph, self.depth).prune.update(v for v in values if v)
 
+
 def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
     """Make each graph output NAME the value VALUE (``repair --output NAME=VALUE``).
 
@@ -250,8 +261,9 @@ def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
     inferred = {}
     try:
         inf = onnx.shape_inference.infer_shapes(model)
-        inferred = {vi.name: vi for vi in (*inf.graph.value_info, *inf.graph.output,
-                                            *inf.graph.input)}
+        inferred = {
+            vi.name: vi for vi in (*inf.graph.value_info, *inf.graph.output, *inf.graph.input)
+        }
     except Exception:
         pass
     namer = Namer(model)

@@ -77,6 +77,7 @@ class Finding:
             out["advice"] = self.advice
         out["fix"] = (
             {"title": self.fix.title, "applicability": self.fix.applicability.value}
-            if self.fix else None
+            if self.fix
+            else None
         )
         return out

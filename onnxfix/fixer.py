@@ -67,8 +67,13 @@ def allowed(d: Detection, unsafe: bool) -> bool:
     return unsafe and d.plan.applicability == Applicability.UNSAFE
 
 
-def run_fixes(model: onnx.ModelProto, rules: Sequence[Rule[Any]], *, unsafe: bool = False,
-              contract: contracts.Contract | None = None) -> FixRun:
+def run_fixes(
+    model: onnx.ModelProto,
+    rules: Sequence[Rule[Any]],
+    *,
+    unsafe: bool = False,
+    contract: contracts.Contract | None = None,
+) -> FixRun:
     """Fix ``model`` in place until no allowed fix is left."""
     applied: list[Applied] = []
     first: list[Finding] | None = None
@@ -88,21 +93,24 @@ def run_fixes(model: onnx.ModelProto, rules: Sequence[Rule[Any]], *, unsafe: boo
             if plan.anchor.node is not None and key in seen:
                 continue  # one fix per node per round
             seen.add(key)
-            scoped = editor.for_rule(plan.rule.code, plan.anchor.graph.graph,
-                                     plan.anchor.graph.depth, plan.anchor.node)
+            scoped = editor.for_rule(
+                plan.rule.code, plan.anchor.graph.graph, plan.anchor.graph.depth, plan.anchor.node
+            )
             try:
                 checked = plan.rule.apply(scoped, plan)
             except RewriteRejected as exc:
                 raise FixFailed(f"{d.finding.rule} at {d.finding.node}: {exc}") from exc
             except Exception as exc:  # a fix that cannot apply stops the repair, cleanly
-                raise FixFailed(f"{d.finding.rule} at {d.finding.node}: "
-                                f"{type(exc).__name__}: {exc}") from exc
+                raise FixFailed(
+                    f"{d.finding.rule} at {d.finding.node}: {type(exc).__name__}: {exc}"
+                ) from exc
             applied.append(Applied(d.finding, checked, plan.changes_outputs))
         editor.commit()
     raise NonConvergence(f"fixes did not converge after {MAX_ROUNDS} rounds")
 
 
-def apply_fixes(model: onnx.ModelProto, rules: Sequence[Rule[Any]], *, unsafe: bool = False
-                ) -> list[Finding]:
+def apply_fixes(
+    model: onnx.ModelProto, rules: Sequence[Rule[Any]], *, unsafe: bool = False
+) -> list[Finding]:
     """Fix ``model`` in place; return what was fixed."""
     return run_fixes(model, rules, unsafe=unsafe).fixed

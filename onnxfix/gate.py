@@ -41,8 +41,12 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        return not self.lint.errors and self.load_error is None and bool(self.runs) and all(
-            r.ok for r in self.runs)
+        return (
+            not self.lint.errors
+            and self.load_error is None
+            and bool(self.runs)
+            and all(r.ok for r in self.runs)
+        )
 
     @property
     def exit_code(self) -> int:
@@ -52,8 +56,9 @@ class CheckResult:
 _ORT_NODE = re.compile(r"(?:Name:\s*'([^']+)'|[Nn]ode \(([^)]+)\))")
 
 
-def _explain(error: str, model: onnx.ModelProto, findings: list[Finding]
-             ) -> tuple[str | None, str | None, str | None]:
+def _explain(
+    error: str, model: onnx.ModelProto, findings: list[Finding]
+) -> tuple[str | None, str | None, str | None]:
     """Map an onnxruntime error to (node, PyTorch scope, rule code that explains it)."""
     m = _ORT_NODE.search(error)
     if m is None:
@@ -62,8 +67,8 @@ def _explain(error: str, model: onnx.ModelProto, findings: list[Finding]
     # onnxruntime names fused nodes after their origin ('/a/MatMul/MatmulTransposeFusion/')
     nodes = {n.name: n for n in model.graph.node if n.name}
     node = nodes.get(name) or next(
-        (nodes[k] for k in sorted(nodes, key=len, reverse=True) if name.startswith(k + "/")),
-        None)
+        (nodes[k] for k in sorted(nodes, key=len, reverse=True) if name.startswith(k + "/")), None
+    )
     if node is None:
         return name, None, None
     rule = next((f.rule for f in findings if f.node == node.name), None)
@@ -72,11 +77,16 @@ def _explain(error: str, model: onnx.ModelProto, findings: list[Finding]
     return node.name, context.scope_of(node), rule
 
 
-def check(path: str | os.PathLike[str], *, dims: dict[str, list[int]] | None = None,
-          reference: str | os.PathLike[str] | None = None,
-          expect: str | os.PathLike[str] | contracts.Contract | None = None,
-          select: Iterable[str] | None = None, ignore: Iterable[str] | None = None,
-          providers: list[str] | None = None) -> CheckResult:
+def check(
+    path: str | os.PathLike[str],
+    *,
+    dims: dict[str, list[int]] | None = None,
+    reference: str | os.PathLike[str] | None = None,
+    expect: str | os.PathLike[str] | contracts.Contract | None = None,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    providers: list[str] | None = None,
+) -> CheckResult:
     """Lint, load in onnxruntime, and run at probe settings: will this model deploy?
 
     Without ``dims`` every dynamic dim gets a distinct value other than 1 (1 hides
@@ -105,8 +115,9 @@ def check(path: str | os.PathLike[str], *, dims: dict[str, list[int]] | None = N
         return result
     symbols = probe.input_symbols(model)
 
-    def attempt(setting: dict[str, int], feeds: dict | None = None,
-                want: dict | None = None) -> ProbeRun:
+    def attempt(
+        setting: dict[str, int], feeds: dict | None = None, want: dict | None = None
+    ) -> ProbeRun:
         try:
             feeds = feeds if feeds is not None else probe.make_inputs(model, setting)
             if feeds is None:

@@ -185,6 +185,7 @@ def _non_text(model: onnx.ModelProto) -> str | None:  # noqa: C901 - walks every
     ONNX uses proto2 strings, which are not validated on parse: a flipped byte in a
     name survives parsing and would surface as ``bytes`` deep inside analysis.
     """
+
     def graph(g: onnx.GraphProto) -> str | None:  # noqa: C901 - every name-like field of a graph
         for vi in (*g.input, *g.output, *g.value_info):
             if not isinstance(vi.name, str):
@@ -254,24 +255,29 @@ def write_atomic(
     tmp_data: dict[str, Path] = {}  # original location -> temporary copy
     try:
         model = _copy_for_external(model)
-        locations = sorted({
-            e.value for t in iter_tensors(model.graph)
-            if t.data_location == onnx.TensorProto.EXTERNAL
-            for e in t.external_data if e.key == "location"
-        })
+        locations = sorted(
+            {
+                e.value
+                for t in iter_tensors(model.graph)
+                if t.data_location == onnx.TensorProto.EXTERNAL
+                for e in t.external_data
+                if e.key == "location"
+            }
+        )
         if locations and external_from is None:
             raise ModelError(out, "internal error: external data without a source folder")
         for loc in locations:
             tmp = _tmp_in(folder, ".data")
             tmp_data[loc] = tmp
-            shutil.copyfile(external_from / loc, tmp)  # type: ignore[operator]
+            shutil.copyfile(external_from / loc, tmp)
             _relocate_external(model, loc, tmp.name)
         _write_fsync(tmp_model, model.SerializeToString())
         if verify is not None:
             verify(tmp_model)
         if locations:
             finals = (
-                {locations[0]: f"{out.name}.data"} if len(locations) == 1
+                {locations[0]: f"{out.name}.data"}
+                if len(locations) == 1
                 else {loc: f"{out.name}.data{i + 1}" for i, loc in enumerate(locations)}
             )
             for loc, tmp in tmp_data.items():

@@ -36,9 +36,11 @@ class LintResult:
         return [f for f in self.findings if f.severity == Severity.ERROR]
 
 
-def analyse(model: onnx.ModelProto, rules: Iterable[Rule[Any]] | None = None,
-            contract: contracts.Contract | None = None
-            ) -> tuple[list[Detection], context.Context]:
+def analyse(
+    model: onnx.ModelProto,
+    rules: Iterable[Rule[Any]] | None = None,
+    contract: contracts.Contract | None = None,
+) -> tuple[list[Detection], context.Context]:
     """Detections of ``rules`` (default: all) on ``model``, which is only read."""
     ctx = context.build(model, contract)
     chosen = list(rules if rules is not None else registry.all_rules())
@@ -53,8 +55,9 @@ def analyse(model: onnx.ModelProto, rules: Iterable[Rule[Any]] | None = None,
     return with_legends(ctx, [d for d in kept if d.finding.rule in codes]), ctx
 
 
-def suppress(ctx: context.Context, rules: Sequence[Rule[Any]], found: list[Detection]
-             ) -> list[Detection]:
+def suppress(
+    ctx: context.Context, rules: Sequence[Rule[Any]], found: list[Detection]
+) -> list[Detection]:
     """Drop the findings that another finding on the same node (or upstream) explains."""
     by_code = {r.code: r for r in rules}
     here: dict[tuple[int, int], set[str]] = {}
@@ -66,8 +69,12 @@ def suppress(ctx: context.Context, rules: Sequence[Rule[Any]], found: list[Detec
         rule = by_code.get(d.finding.rule)
         if any(d.finding.rule in by_code[c].supersedes for c in codes if c in by_code):
             continue
-        if rule is not None and rule.generic and d.anchor.node is not None and any(
-                c != d.finding.rule and _has_error(found, d, c) for c in codes):
+        if (
+            rule is not None
+            and rule.generic
+            and d.anchor.node is not None
+            and any(c != d.finding.rule and _has_error(found, d, c) for c in codes)
+        ):
             continue
         kept.append(d)
     return _drop_consequences(ctx, kept)
@@ -78,8 +85,10 @@ def _where(d: Detection) -> tuple[int, int]:
 
 
 def _has_error(found: list[Detection], d: Detection, code: str) -> bool:
-    return any(o.finding.rule == code and o.finding.severity == Severity.ERROR
-               and _where(o) == _where(d) for o in found)
+    return any(
+        o.finding.rule == code and o.finding.severity == Severity.ERROR and _where(o) == _where(d)
+        for o in found
+    )
 
 
 def _drop_consequences(ctx: context.Context, found: list[Detection]) -> list[Detection]:
@@ -90,8 +99,9 @@ def _drop_consequences(ctx: context.Context, found: list[Detection]) -> list[Det
     compiler's cascading errors).  Errors are always kept: each is real on its own
     evidence.  The next lint after a repair shows whatever was hidden.
     """
-    errors = [d for d in found
-              if d.finding.severity == Severity.ERROR and d.anchor.node is not None]
+    errors = [
+        d for d in found if d.finding.severity == Severity.ERROR and d.anchor.node is not None
+    ]
     if not errors or len(errors) == len(found):
         return found
     tainted: set[int] = set()
@@ -108,9 +118,13 @@ def _drop_consequences(ctx: context.Context, found: list[Detection]) -> list[Det
                 if id(n) not in tainted:
                     tainted.add(id(n))
                     stack.extend(n.output)
-    return [d for d in found
-            if d.finding.severity == Severity.ERROR or d.plan is not None
-            or id(d.anchor.node) not in tainted]
+    return [
+        d
+        for d in found
+        if d.finding.severity == Severity.ERROR
+        or d.plan is not None
+        or id(d.anchor.node) not in tainted
+    ]
 
 
 def with_legends(ctx: context.Context, found: list[Detection]) -> list[Detection]:
@@ -123,16 +137,22 @@ def with_legends(ctx: context.Context, found: list[Detection]) -> list[Detection
     return out
 
 
-def lint_model(model: onnx.ModelProto, rules: Iterable[Rule[Any]] | None = None,
-               contract: contracts.Contract | None = None
-               ) -> tuple[list[Finding], context.Context]:
+def lint_model(
+    model: onnx.ModelProto,
+    rules: Iterable[Rule[Any]] | None = None,
+    contract: contracts.Contract | None = None,
+) -> tuple[list[Finding], context.Context]:
     found, ctx = analyse(model, rules, contract)
     return [d.finding for d in found], ctx
 
 
-def lint(path: str | os.PathLike[str] | onnx.ModelProto, *, select: Iterable[str] | None = None,
-         ignore: Iterable[str] | None = None,
-         expect: str | os.PathLike[str] | contracts.Contract | None = None) -> LintResult:
+def lint(
+    path: str | os.PathLike[str] | onnx.ModelProto,
+    *,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    expect: str | os.PathLike[str] | contracts.Contract | None = None,
+) -> LintResult:
     """Lint a model file (weights are never read) or an in-memory model.
 
     ``expect`` is an interface contract (a file, a built-in profile name, or a

@@ -9,8 +9,8 @@ the HuBERT model), and equal values hide a swapped axis.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -55,16 +55,21 @@ def probe_ladder(symbols: Sequence[str]) -> list[tuple[dict[str, int], dict[str,
 
 
 _NP = {
-    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
-    onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.INT64: np.int64,
-    onnx.TensorProto.INT32: np.int32, onnx.TensorProto.INT8: np.int8,
-    onnx.TensorProto.UINT8: np.uint8, onnx.TensorProto.BOOL: np.bool_,
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.BOOL: np.bool_,
     onnx.TensorProto.INT16: np.int16,
 }
 
 
-def make_inputs(model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
-                ) -> dict[str, np.ndarray] | None:
+def make_inputs(
+    model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
+) -> dict[str, np.ndarray] | None:
     rng = np.random.default_rng(seed)
     init = {t.name for t in model.graph.initializer}
     feeds: dict[str, np.ndarray] = {}
@@ -95,7 +100,9 @@ def make_inputs(model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
     return feeds
 
 
-def load_reference(path: str | Path) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
+def load_reference(
+    path: str | os.PathLike[str],
+) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
     """Cases from an ``.npz`` with keys ``<case>/in/<name>`` and ``<case>/out/<name>``."""
     cases: dict[str, tuple[dict, dict]] = {}
     with np.load(path, allow_pickle=False) as z:
@@ -104,7 +111,6 @@ def load_reference(path: str | Path) -> list[tuple[dict[str, np.ndarray], dict[s
             feeds, outs = cases.setdefault(case, ({}, {}))
             (feeds if kind == "in" else outs)[name] = z[key]
     return [cases[k] for k in sorted(cases)]
-
 
 
 def setting_of(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, int]:

@@ -34,8 +34,7 @@ class UnknownCodes(ValueError):
 def _modules() -> Iterable[Any]:
     import onnxfix.rules as pkg
 
-    for info in sorted(pkgutil.walk_packages(pkg.__path__, "onnxfix.rules."),
-                       key=lambda m: m.name):
+    for info in sorted(pkgutil.walk_packages(pkg.__path__, "onnxfix.rules."), key=lambda m: m.name):
         if info.name.rsplit(".", 1)[-1].startswith("_"):
             continue
         yield importlib.import_module(info.name)
@@ -47,8 +46,11 @@ def all_rules() -> tuple[Rule[Any], ...]:
     names: set[str] = set()
     for mod in _modules():
         for _name, cls in inspect.getmembers(mod, inspect.isclass):
-            if (cls.__module__ != mod.__name__ or not issubclass(cls, Rule)
-                    or "code" not in cls.__dict__):
+            if (
+                cls.__module__ != mod.__name__
+                or not issubclass(cls, Rule)
+                or "code" not in cls.__dict__
+            ):
                 continue
             rule = cls()
             if rule.code in rules:
@@ -78,8 +80,9 @@ def unknown(codes: Iterable[str]) -> list[str]:
     return [c for c in codes if c and not any(_selects(r, c.upper()) for r in rules)]
 
 
-def select(select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
-           ) -> list[Rule[Any]]:
+def select(
+    select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+) -> list[Rule[Any]]:
     """Rules chosen by code prefix (``WB`` selects the family, ``WB102`` one rule, ``ALL``
     every rule); an unknown code raises :class:`UnknownCodes`."""
     sel = [s.upper() for s in select or [] if s]

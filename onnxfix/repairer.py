@@ -62,8 +62,10 @@ def _reasons(remaining: list[Finding], unsafe: bool) -> list[str]:
                 safety = ": " + " ".join(tail.split()).removeprefix("No fix: ").rstrip(".")
             out.append(f"{code} has no fix{safety}")
         else:
-            out.append(f"{code}: the pattern was not recognised fully enough to rewrite it "
-                       f"safely (see `onnxfix lint --explain {code}`)")
+            out.append(
+                f"{code}: the pattern was not recognised fully enough to rewrite it "
+                f"safely (see `onnxfix lint --explain {code}`)"
+            )
     return out
 
 
@@ -109,16 +111,24 @@ def repair(
     fixed, remaining = run.fixed, run.after
     before = before if before is not None else run.before
     changed |= run.changed_outputs
-    result = RepairResult(str(src), None, fixed, remaining, False,
-                          checks=_checks(run.applied), reasons=_reasons(remaining, unsafe_fixes),
-                          changed_outputs=changed)
+    result = RepairResult(
+        str(src),
+        None,
+        fixed,
+        remaining,
+        False,
+        checks=_checks(run.applied),
+        reasons=_reasons(remaining, unsafe_fixes),
+        changed_outputs=changed,
+    )
     # Re-lint must converge: what was fixed is gone and no new error appeared.  (Warnings
     # may appear: those downstream of an error were hidden as its consequences.)
     old_keys = {f.key() for f in before}
     new = [f for f in remaining if f.key() not in old_keys and f.severity == Severity.ERROR]
     if fixed and new:
-        result.error = ("fixes introduced new findings: "
-                        + "; ".join(f"{f.rule} {f.node}" for f in new))
+        result.error = "fixes introduced new findings: " + "; ".join(
+            f"{f.rule} {f.node}" for f in new
+        )
         return result
     if dry_run or dst is None or (not fixed and not outputs):
         return result  # nothing fixed: nothing to write
@@ -129,15 +139,25 @@ def repair(
     rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
 
     def check(tmp: Path) -> None:
-        verify.verify(loaded.path, original, tmp, reference=Path(reference) if reference else None,
-                      probe=verify_probe, report=rep, original_wrong=wrong,
-                      changed_outputs=changed)
+        verify.verify(
+            loaded.path,
+            original,
+            tmp,
+            reference=Path(reference) if reference else None,
+            probe=verify_probe,
+            report=rep,
+            original_wrong=wrong,
+            changed_outputs=changed,
+        )
 
     result.verification = rep
     try:
-        io.write_atomic(model, out, verify=check,
-                        external_from=loaded.path.resolve().parent
-                        if loaded.uses_external_data else None)
+        io.write_atomic(
+            model,
+            out,
+            verify=check,
+            external_from=loaded.path.resolve().parent if loaded.uses_external_data else None,
+        )
     except verify.VerificationError as exc:
         result.error = str(exc)
         return result

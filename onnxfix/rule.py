@@ -188,8 +188,9 @@ class Rule(Generic[P]):
     def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Any]:
         return fail("this rule looks at whole graphs, not single nodes")
 
-    def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, evidence: Any
-              ) -> Detection | None:
+    def found(
+        self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, evidence: Any
+    ) -> Detection | None:
         raise NotImplementedError(self.code)
 
     def explain(self, ctx: Context) -> list[Miss]:
@@ -200,8 +201,16 @@ class Rule(Generic[P]):
         for g, node in ctx.by_op(self.ops):
             m = self.match(ctx, g, node)
             if not m:
-                misses.append(Miss(g.path, node.name or f"<{node.op_type}>", node.op_type,
-                                   m.reason or "", m.node, m.depth))
+                misses.append(
+                    Miss(
+                        g.path,
+                        node.name or f"<{node.op_type}>",
+                        node.op_type,
+                        m.reason or "",
+                        m.node,
+                        m.depth,
+                    )
+                )
         return sorted(misses, key=lambda m: -m.depth)
 
     # -- building findings -------------------------------------------------------------------
@@ -209,10 +218,20 @@ class Rule(Generic[P]):
     def msg(self, message_id: str, **fields: object) -> str:
         return self.messages[message_id].format(**fields)
 
-    def report(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto | None, message: str, *,
-               inputs: Sequence[str] = (), label: str | None = None, op_type: str | None = None,
-               fix: Fix[P] | None = None, advice: str | None = None,
-               severity: Severity | None = None) -> Detection:
+    def report(
+        self,
+        ctx: Context,
+        g: GraphCtx,
+        node: onnx.NodeProto | None,
+        message: str,
+        *,
+        inputs: Sequence[str] = (),
+        label: str | None = None,
+        op_type: str | None = None,
+        fix: Fix[P] | None = None,
+        advice: str | None = None,
+        severity: Severity | None = None,
+    ) -> Detection:
         loc = ctx.location(g, node, inputs, label=label, op_type=op_type)
         plan = None
         info = None
@@ -221,8 +240,15 @@ class Rule(Generic[P]):
             applic = fix.applicability or self.fixable
             info = FixInfo(fix.title, applic)
             plan = FixPlan(self, fix.params, Anchor(g, node), applic, fix.changes_outputs)
-        finding = Finding(rule=self.code, name=self.name, severity=severity or self.severity,
-                          message=message, fix=info, advice=advice, **loc)
+        finding = Finding(
+            rule=self.code,
+            name=self.name,
+            severity=severity or self.severity,
+            message=message,
+            fix=info,
+            advice=advice,
+            **loc,
+        )
         return Detection(finding, Anchor(g, node), plan)
 
     # -- fixing ------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ class Values(Protocol):
     def dtype(self, name: str) -> int: ...
     def const(self, name: str) -> np.ndarray | None: ...
 
+
 Reference = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 #: values the distinct dims take in the two settings (never 1, never shared)
@@ -50,9 +51,15 @@ def concrete(shape: Sequence[object], setting: dict[object, int], base: int) -> 
     return out
 
 
-def check_rewrite(nodes: Sequence[onnx.NodeProto], g: Values, origin: onnx.NodeProto,
-                  roles: Mapping[str, str], reference: Reference, described: str,
-                  opset: int) -> str:
+def check_rewrite(
+    nodes: Sequence[onnx.NodeProto],
+    g: Values,
+    origin: onnx.NodeProto,
+    roles: Mapping[str, str],
+    reference: Reference,
+    described: str,
+    opset: int,
+) -> str:
     """Run ``nodes`` alone against ``reference``; raise :class:`RewriteRejected` if they differ.
 
     ``roles`` maps the reference's argument names to the value names the nodes read.
@@ -69,16 +76,18 @@ def check_rewrite(nodes: Sequence[onnx.NodeProto], g: Values, origin: onnx.NodeP
         seen.add(name)
         shape = g.shape(name)
         if shape is None:
-            raise RewriteRejected(f"the shape of '{name}' is unknown; the rewrite cannot be "
-                                  "checked on its own")
+            raise RewriteRejected(
+                f"the shape of '{name}' is unknown; the rewrite cannot be checked on its own"
+            )
         inputs.append((name, g.dtype(name) or onnx.TensorProto.FLOAT, shape))
     outs = list(nodes[-1].output)
     graph = helper.make_graph(
-        [_copy(n) for n in nodes], "onnxfix_check",
+        [_copy(n) for n in nodes],
+        "onnxfix_check",
         [helper.make_tensor_value_info(n, dt, [None] * len(s)) for n, dt, s in inputs],
-        [helper.make_tensor_value_info(o, 0, None) for o in outs])
-    model = helper.make_model(graph, ir_version=8,
-                              opset_imports=[helper.make_opsetid("", opset)])
+        [helper.make_tensor_value_info(o, 0, None) for o in outs],
+    )
+    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", opset)])
     ev = ReferenceEvaluator(model)
     rng = np.random.default_rng(0)
     settings = []
@@ -98,7 +107,8 @@ def check_rewrite(nodes: Sequence[onnx.NodeProto], g: Values, origin: onnx.NodeP
             if a.shape != b.shape or not np.allclose(a, b, equal_nan=True):
                 raise RewriteRejected(
                     f"the rewrite of {origin.name or origin.op_type} disagrees with {described} "
-                    f"on '{o}' at {_show(dims)} ({a.shape} vs {b.shape})")
+                    f"on '{o}' at {_show(dims)} ({a.shape} vs {b.shape})"
+                )
         settings.append(_show(dims))
     return f"checked on its own against {described} at {' and '.join(settings)}"
 

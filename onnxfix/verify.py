@@ -58,12 +58,15 @@ class Report:
 
 
 def interface(model: onnx.ModelProto) -> dict[str, list[tuple[str, int, tuple]]]:
-    return {kind: [(n, dt, tuple(sh)) for n, dt, sh in model_ports(model, kind)]
-            for kind in ("inputs", "outputs")}
+    return {
+        kind: [(n, dt, tuple(sh)) for n, dt, sh in model_ports(model, kind)]
+        for kind in ("inputs", "outputs")
+    }
 
 
-def interface_diff(before: onnx.ModelProto, after: onnx.ModelProto,
-                   changed_outputs: frozenset[str] = frozenset()) -> list[str]:
+def interface_diff(
+    before: onnx.ModelProto, after: onnx.ModelProto, changed_outputs: frozenset[str] = frozenset()
+) -> list[str]:
     """Differences in inputs/outputs, ignoring outputs a fix or the user chose to change."""
     a, b = interface(before), interface(after)
     diffs = []
@@ -91,8 +94,10 @@ def session(path_or_bytes: str | Path | bytes, providers: Sequence[str] | None =
     available = ort.get_available_providers()
     missing = [p for p in wanted if p not in available]
     if missing:
-        raise ProviderError(f"execution provider {', '.join(missing)} is not available in "
-                            f"this onnxruntime (available: {', '.join(available)})")
+        raise ProviderError(
+            f"execution provider {', '.join(missing)} is not available in "
+            f"this onnxruntime (available: {', '.join(available)})"
+        )
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
     src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
@@ -113,8 +118,9 @@ def tolerance(arr: np.ndarray) -> float:
     return 1e-2 if arr.dtype == np.float16 else 1e-4
 
 
-def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray],
-            skip: frozenset[str] = frozenset()) -> float:
+def compare(
+    got: dict[str, np.ndarray], want: dict[str, np.ndarray], skip: frozenset[str] = frozenset()
+) -> float:
     """Max abs difference over all outputs; raises on a shape or value mismatch."""
     worst = 0.0
     for name, ref in want.items():
@@ -144,8 +150,12 @@ def compare(got: dict[str, np.ndarray], want: dict[str, np.ndarray],
     return worst
 
 
-def check_output_dims(model: onnx.ModelProto, setting: dict[str, int],
-                      outs: dict[str, np.ndarray], symbolic: bool = True) -> None:
+def check_output_dims(
+    model: onnx.ModelProto,
+    setting: dict[str, int],
+    outs: dict[str, np.ndarray],
+    symbolic: bool = True,
+) -> None:
     """Declared output dims must hold at run time (catches a silently wrong shape).
 
     With ``symbolic=False`` only concrete dims are checked: used when reference
@@ -205,9 +215,15 @@ def verify(
     diffs = interface_diff(original, cand, changed_outputs)
     if diffs:
         raise VerificationError("interface", "; ".join(diffs))
-    rep.add("interface", "input/output names, dtypes and dims unchanged" + (
-        f" (outputs changed on purpose: {', '.join(sorted(changed_outputs))})"
-        if changed_outputs else ""))
+    rep.add(
+        "interface",
+        "input/output names, dtypes and dims unchanged"
+        + (
+            f" (outputs changed on purpose: {', '.join(sorted(changed_outputs))})"
+            if changed_outputs
+            else ""
+        ),
+    )
     if not probe:
         rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
         return rep
@@ -220,9 +236,15 @@ def verify(
     return rep
 
 
-def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
-           reference: Path | None, rep: Report, original_wrong: str | None,
-           changed_outputs: frozenset[str] = frozenset()) -> None:
+def _probe(
+    original_path: Path | None,
+    cand: onnx.ModelProto,
+    sess: Any,
+    reference: Path | None,
+    rep: Report,
+    original_wrong: str | None,
+    changed_outputs: frozenset[str] = frozenset(),
+) -> None:
     symbols = input_symbols(cand)
     orig_sess = None
     orig_error = original_wrong
@@ -259,11 +281,12 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
             return
     ladder = probe_ladder(symbols) if symbols else [({}, {})]
     for a, b in ladder:
-        results = []
+        results: list[tuple[dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         for seed, setting in enumerate((a, b) if symbols else (a,)):
-            feeds = make_inputs(cand, setting, seed)
-            if feeds is None:
+            made = make_inputs(cand, setting, seed)
+            if made is None:
                 break
+            feeds = made
             try:
                 got = run(sess, feeds)
                 check_output_dims(cand, setting, got)
@@ -295,15 +318,17 @@ def _probe(original_path: Path | None, cand: onnx.ModelProto, sess: Any,
         if compared:
             rep.compared_with = f"original model ({compared} settings)"
         else:
-            rep.compared_with = "nothing: the original cannot serve as reference" + (
-                f" ({orig_error})" if orig_error else ""
-            ) + "; outputs checked for declared shapes only (pass --reference to compare)"
+            rep.compared_with = (
+                "nothing: the original cannot serve as reference"
+                + (f" ({orig_error})" if orig_error else "")
+                + "; outputs checked for declared shapes only (pass --reference to compare)"
+            )
     _report_probe(rep, symbols)
 
 
 def _report_probe(rep: Report, symbols: list[str]) -> None:
     desc = ", ".join(str(s) for s in rep.settings) if symbols else "static shapes"
-    rep.add("probe", f"ran at {desc}; compared with {rep.compared_with}; "
-                     f"max abs diff {rep.max_abs_diff:.3g}")
-
-
+    rep.add(
+        "probe",
+        f"ran at {desc}; compared with {rep.compared_with}; max abs diff {rep.max_abs_diff:.3g}",
+    )

@@ -26,12 +26,19 @@ def corpus_findings(entry: dict) -> list[dict]:
     return data.get(entry["name"], [])
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """Run the installed command exactly as a user would."""
     env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "onnxfix", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "onnxfix", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
+    )
 
 
 @pytest.fixture
@@ -40,8 +47,11 @@ def cli():
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--snapshot-update", action="store_true",
-                     help="rewrite tests/snapshots/ from what the code does now (review the diff)")
+    parser.addoption(
+        "--snapshot-update",
+        action="store_true",
+        help="rewrite tests/snapshots/ from what the code does now (review the diff)",
+    )
 
 
 @pytest.fixture
@@ -60,6 +70,7 @@ def snapshot(request: pytest.FixtureRequest):
         assert path.exists(), f"no snapshot {path.relative_to(ROOT)}: run pytest --snapshot-update"
         want = json.loads(path.read_text())
         assert json.loads(text) == want, (
-            f"{path.relative_to(ROOT)} differs: run `pytest --snapshot-update` and review the diff")
+            f"{path.relative_to(ROOT)} differs: run `pytest --snapshot-update` and review the diff"
+        )
 
     return check

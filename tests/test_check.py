@@ -19,8 +19,7 @@ HUBERT = FIXTURES / "where_broadcast/hubert_extract_features_op17_fp32.onnx"
 
 
 def _errors(entry: dict) -> list[dict]:
-    return [f for f in corpus_findings(entry)
-            if f["severity"] == "error" and f["rule"] != "TG201"]
+    return [f for f in corpus_findings(entry) if f["severity"] == "error" and f["rule"] != "TG201"]
 
 
 BROKEN = [e for e in fixture_ids("positive") if _errors(e)]
@@ -51,8 +50,10 @@ def test_check_maps_runtime_failure_to_node_scope_and_rule() -> None:
     result = api.check(HUBERT)
     assert not result.passed
     failed = [r for r in result.runs if not r.ok]
-    assert failed and all(r.node == "/encoder/Where" and r.scope == "encoder"
-                          and r.explained_by == "WB102" for r in failed)
+    assert failed and all(
+        r.node == "/encoder/Where" and r.scope == "encoder" and r.explained_by == "WB102"
+        for r in failed
+    )
     assert all(1 not in r.setting.values() for r in failed)
 
 
@@ -62,14 +63,19 @@ def test_check_dims_every_combination(cli) -> None:
     doc = json.loads(res.stdout)
     assert res.returncode == 0 and doc["passed"]
     assert [r["setting"] for r in doc["runs"]] == [
-        {"B": 1, "L": 400}, {"B": 1, "L": 1000}, {"B": 3, "L": 400}, {"B": 3, "L": 1000}]
+        {"B": 1, "L": 400},
+        {"B": 1, "L": 1000},
+        {"B": 3, "L": 400},
+        {"B": 3, "L": 1000},
+    ]
     assert cli("check", str(model), "--dims", "B=x").returncode == 2
 
 
 def test_reference_catches_a_baked_constant(cli) -> None:
     model = FIXTURES / "truncated_graph/baked_length_op17.onnx"
-    res = cli("check", str(model), "--reference", str(model.with_suffix(".npz")),
-              "--format", "json")
+    res = cli(
+        "check", str(model), "--reference", str(model.with_suffix(".npz")), "--format", "json"
+    )
     doc = json.loads(res.stdout)
     assert res.returncode == 1 and any("differs" in (r["error"] or "") for r in doc["runs"])
 
@@ -115,16 +121,22 @@ def _project(tmp_path: Path, config: str) -> Path:
 def _codes(res: subprocess.CompletedProcess) -> dict[str, list[tuple[str, str]]]:
     """Per file, the broadcast-family findings (the configuration under test is about them)."""
     doc = json.loads(res.stdout)
-    return {Path(f["path"]).name + ("@legacy" if "legacy" in f["path"] else ""):
-            [(x["rule"], x["severity"]) for x in f["findings"] if x["rule"].startswith("WB")]
-            for f in doc["files"]}
+    return {
+        Path(f["path"]).name + ("@legacy" if "legacy" in f["path"] else ""): [
+            (x["rule"], x["severity"]) for x in f["findings"] if x["rule"].startswith("WB")
+        ]
+        for f in doc["files"]
+    }
 
 
 def test_config_found_upward_and_flags_win(cli, tmp_path: Path) -> None:
-    cwd = _project(tmp_path, """
+    cwd = _project(
+        tmp_path,
+        """
         [tool.onnxfix]
         ignore = ["WB102"]
-    """)
+    """,
+    )
     args = ["lint", "../../models/hubert.onnx", "--format", "json"]
     res = cli(*args, cwd=cwd)
     assert res.returncode == 0 and _codes(res) == {"hubert.onnx": []}
@@ -133,24 +145,36 @@ def test_config_found_upward_and_flags_win(cli, tmp_path: Path) -> None:
 
 
 def test_config_per_file_ignores_and_severity(cli, tmp_path: Path) -> None:
-    cwd = _project(tmp_path, """
+    cwd = _project(
+        tmp_path,
+        """
         [tool.onnxfix]
         severity = { WB102 = "warning" }
 
         [tool.onnxfix.per-file-ignores]
         "models/legacy/*.onnx" = ["WB"]
-    """)
-    res = cli("lint", "../../models/hubert.onnx", "../../models/legacy/hubert.onnx",
-              "--format", "json", cwd=cwd)
+    """,
+    )
+    res = cli(
+        "lint",
+        "../../models/hubert.onnx",
+        "../../models/legacy/hubert.onnx",
+        "--format",
+        "json",
+        cwd=cwd,
+    )
     assert _codes(res) == {"hubert.onnx": [("WB102", "warning")], "hubert.onnx@legacy": []}
     assert res.returncode == 0  # a warning does not fail the build
 
 
 def test_bad_config_is_exit_2(cli, tmp_path: Path) -> None:
-    cwd = _project(tmp_path, """
+    cwd = _project(
+        tmp_path,
+        """
         [tool.onnxfix]
         colour = "blue"
-    """)
+    """,
+    )
     res = cli("lint", "../../models/hubert.onnx", cwd=cwd)
     assert res.returncode == 2 and "unknown [tool.onnxfix] keys" in res.stderr
 
@@ -159,8 +183,13 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
     blocks = re.findall(r"```python\n(.+?)\n```", (ROOT / "README.md").read_text(), re.S)
     assert blocks, "the README documents the Python API"
     for block in blocks:
-        subprocess.run([sys.executable, "-c", block], cwd=ROOT, check=True, timeout=300,
-                       env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"})
+        subprocess.run(
+            [sys.executable, "-c", block],
+            cwd=ROOT,
+            check=True,
+            timeout=300,
+            env={"TMPDIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        )
 
 
 def test_pre_commit_hook_declared() -> None:

@@ -60,8 +60,15 @@ def test_select_and_ignore(cli) -> None:
 def test_repair_writes_verified_model(cli, tmp_path: Path) -> None:
     out = tmp_path / "fixed.onnx"
     before = _sha(HUBERT)
-    res = cli("repair", str(HUBERT), str(out), "--reference",
-              str(HUBERT.with_suffix(".npz")), "--format", "json")
+    res = cli(
+        "repair",
+        str(HUBERT),
+        str(out),
+        "--reference",
+        str(HUBERT.with_suffix(".npz")),
+        "--format",
+        "json",
+    )
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["written"] and "WB102" in [f["rule"] for f in doc["fixed"]]
@@ -107,14 +114,18 @@ def test_repair_exit_1_when_errors_remain(cli, tmp_path: Path) -> None:
     from onnx import TensorProto, helper
 
     g = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["y"], name="/Add")], "g",
-        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
-         helper.make_tensor_value_info("b", TensorProto.FLOAT, [4])],
+        [helper.make_node("Add", ["a", "b"], ["y"], name="/Add")],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     src = tmp_path / "add.onnx"
-    onnx.save(helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]),
-              str(src))
+    onnx.save(
+        helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(src)
+    )
     res = cli("lint", str(src), "--format", "json")
     assert res.returncode == 1
     assert json.loads(res.stdout)["files"][0]["findings"][0]["rule"] == "WB101"

@@ -17,10 +17,13 @@ def test_torchscript_scope_from_name() -> None:
 
 
 def _dynamo_meta(node) -> None:
-    node.metadata_props.add(key="pkg.torch.onnx.name_scopes",
-                            value="['', 'encoder', 'layers.0', 'index_put']")
-    node.metadata_props.add(key="pkg.torch.onnx.stack_trace",
-                            value='File "model.py", line 6, in forward\n    x[mask] = 0')
+    node.metadata_props.add(
+        key="pkg.torch.onnx.name_scopes", value="['', 'encoder', 'layers.0', 'index_put']"
+    )
+    node.metadata_props.add(
+        key="pkg.torch.onnx.stack_trace",
+        value='File "model.py", line 6, in forward\n    x[mask] = 0',
+    )
 
 
 def test_dynamo_scope_and_source_from_metadata() -> None:
@@ -38,8 +41,10 @@ def test_fix_keeps_metadata_and_tags_inserted_nodes() -> None:
     api.apply_fixes(m, f_rules := list(registry.all_rules()))
     assert f_rules
     where = next(n for n in m.graph.node if n.op_type == "Where")
-    assert {p.key for p in where.metadata_props} == {"pkg.torch.onnx.name_scopes",
-                                                     "pkg.torch.onnx.stack_trace"}
+    assert {p.key for p in where.metadata_props} == {
+        "pkg.torch.onnx.name_scopes",
+        "pkg.torch.onnx.stack_trace",
+    }
     inserted = [n for n in m.graph.node if n.op_type in ("Unsqueeze", "Constant")]
     for n in inserted:
         meta = {p.key: p.value for p in n.metadata_props}

@@ -22,8 +22,12 @@ def test_backend_corpus_lints_clean_in_parallel(cli) -> None:
     res = cli("lint", "-j", "2", "--format", "json", *map(str, MODELS))
     doc = json.loads(res.stdout)
     assert len(doc["files"]) == len(MODELS)
-    errors = [(f["path"], x["rule"], x["message"]) for f in doc["files"] for x in f["findings"]
-              if x["severity"] == "error"]
+    errors = [
+        (f["path"], x["rule"], x["message"])
+        for f in doc["files"]
+        for x in f["findings"]
+        if x["severity"] == "error"
+    ]
     unreadable = [f for f in doc["files"] if "error" in f]
     assert errors == [] and unreadable == []
     assert res.returncode == 0

@@ -34,8 +34,20 @@ def _values(m: onnx.ModelProto) -> list[str]:
 def mutated(draw: st.DrawFn) -> bytes:  # noqa: C901 - one branch per mutation
     seed = draw(st.sampled_from(SEEDS))
     blob = BLOBS[seed]
-    kind = draw(st.sampled_from(["cut_bytes", "flip_bytes", "drop_node", "rename", "dim",
-                                 "attr", "drop_init", "dup_output"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "cut_bytes",
+                "flip_bytes",
+                "drop_node",
+                "rename",
+                "dim",
+                "attr",
+                "drop_init",
+                "dup_output",
+            ]
+        )
+    )
     if kind == "cut_bytes":
         return blob[: draw(st.integers(0, len(blob)))]
     if kind == "flip_bytes":
@@ -83,8 +95,9 @@ def mutated(draw: st.DrawFn) -> bytes:  # noqa: C901 - one branch per mutation
     return m.SerializeToString()
 
 
-@settings(max_examples=60, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(mutated())
 def test_mutated_models_never_crash_or_write_unverified(blob: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:

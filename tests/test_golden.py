@@ -34,9 +34,17 @@ def test_corpus_snapshot(snapshot) -> None:
     for entry in fixture_ids():
         found = api.lint(FIXTURES / entry["model"], expect=entry.get("expect")).findings
         shot[entry["name"]] = sorted(
-            ({"rule": f.rule, "node": f.node, "severity": f.severity.value,
-              "fix": f.fix.applicability.value if f.fix else None} for f in found),
-            key=lambda d: (d["rule"], d["node"]))
+            (
+                {
+                    "rule": f.rule,
+                    "node": f.node,
+                    "severity": f.severity.value,
+                    "fix": f.fix.applicability.value if f.fix else None,
+                }
+                for f in found
+            ),
+            key=lambda d: (d["rule"], d["node"]),
+        )
     snapshot("corpus", shot)
 
 
@@ -121,8 +129,7 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
     assert result.error is None
     assert result.exit_code == 0
     fixable = {r.code for r in registry.all_rules() if r.fixable is not None}
-    assert {(f.rule, f.node) for f in result.fixed} >= {
-        e[:2] for e in expected if e[0] in fixable}
+    assert {(f.rule, f.node) for f in result.fixed} >= {e[:2] for e in expected if e[0] in fixable}
     if not result.fixed:  # warnings without a fix: nothing fixed, nothing written
         assert not out.exists()
         return
@@ -130,16 +137,22 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
     _run_reference(out, npz)
     assert api.lint(out).errors == []
     # the interface is unchanged, except for outputs an unsafe fix removed on purpose
-    assert verify.interface_diff(onnx.load(str(src)), onnx.load(str(out)),
-                                 result.changed_outputs) == []
+    assert (
+        verify.interface_diff(onnx.load(str(src)), onnx.load(str(out)), result.changed_outputs)
+        == []
+    )
     fixed = onnx.load(str(out))
     if entry["model"].startswith("repeat_pattern/"):
         left = {n.op_type for n in fixed.graph.node} & {
-            "Loop", "SplitToSequence", "SequenceEmpty", "SequenceInsert", "ConcatFromSequence"}
+            "Loop",
+            "SplitToSequence",
+            "SequenceEmpty",
+            "SequenceInsert",
+            "ConcatFromSequence",
+        }
         assert not left, f"sequence ops remain: {left}"
     # inserted nodes are named after the node they serve and tagged with the rule
-    tagged = [n for n in fixed.graph.node
-              if any(p.key == "onnxfix.rule" for p in n.metadata_props)]
+    tagged = [n for n in fixed.graph.node if any(p.key == "onnxfix.rule" for p in n.metadata_props)]
     assert all("/onnxfix_" in n.name for n in tagged)
     rewrites = {f.rule[:2] for f in result.fixed}
     if rewrites & {"WB", "RP"} and "TG105" not in {f.rule for f in result.fixed}:

@@ -25,11 +25,17 @@ MASK = FIXTURES / "where_broadcast/mask_rank1_op12.onnx"
 
 def _limited(*args: str, mem_gb: int = 3, timeout: float = 120) -> subprocess.CompletedProcess:
     """The CLI with an address-space limit: a model must not make it allocate gigabytes."""
+
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (mem_gb << 30, mem_gb << 30))
 
-    return subprocess.run([sys.executable, "-m", "onnxfix", *args], capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=limit)
+    return subprocess.run(
+        [sys.executable, "-m", "onnxfix", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+    )
 
 
 def _one_line_exit_2(res: subprocess.CompletedProcess, path: Path) -> None:
@@ -63,17 +69,28 @@ def test_missing_external_data(tmp_path: Path) -> None:
 def test_huge_declared_shapes_bounded(tmp_path: Path) -> None:
     """100 bytes declaring float[2147483647] and a ConstantOfShape of 2**31 elements."""
     g = helper.make_graph(
-        [helper.make_node("Constant", [], ["s"], value=helper.make_tensor(
-            "v", TensorProto.INT64, [1], [2**31 - 1])),
-         helper.make_node("ConstantOfShape", ["s"], ["big"]),
-         helper.make_node("Shape", ["big"], ["sh"]),
-         helper.make_node("Add", ["x", "x"], ["y"])],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**31 - 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
-         helper.make_tensor_value_info("sh", TensorProto.INT64, None)])
+        [
+            helper.make_node(
+                "Constant",
+                [],
+                ["s"],
+                value=helper.make_tensor("v", TensorProto.INT64, [1], [2**31 - 1]),
+            ),
+            helper.make_node("ConstantOfShape", ["s"], ["big"]),
+            helper.make_node("Shape", ["big"], ["sh"]),
+            helper.make_node("Add", ["x", "x"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**31 - 1])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+            helper.make_tensor_value_info("sh", TensorProto.INT64, None),
+        ],
+    )
     path = tmp_path / "huge.onnx"
-    onnx.save(helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)]),
-              str(path))
+    onnx.save(
+        helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)]), str(path)
+    )
     res = _limited("lint", str(path), "--format", "json", mem_gb=1)
     assert res.returncode == 0, res.stderr  # TG103 on 'sh' is a warning
     assert "TG103" in res.stdout
@@ -96,24 +113,36 @@ def _field(num: int, payload: bytes) -> bytes:
 def _nested_ifs_bytes(depth: int) -> bytes:
     """A model with ``depth`` Ifs nested in then-branches, encoded by hand: protobuf's own
     Python runtime refuses to build messages that deep, but a file can still say it."""
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y0"], name="/leaf")], "leaf",
-                              [], [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None)])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y0"], name="/leaf")],
+        "leaf",
+        [],
+        [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None)],
+    )
     raw = graph.SerializeToString()
     for i in range(1, depth + 1):
-        else_g = helper.make_graph([helper.make_node("Identity", ["x"], [f"e{i}"])], f"e{i}",
-                                   [], [helper.make_tensor_value_info(f"e{i}", TensorProto.FLOAT,
-                                                                      None)])
+        else_g = helper.make_graph(
+            [helper.make_node("Identity", ["x"], [f"e{i}"])],
+            f"e{i}",
+            [],
+            [helper.make_tensor_value_info(f"e{i}", TensorProto.FLOAT, None)],
+        )
         node = helper.make_node("If", ["c"], [f"y{i}"], name=f"/if{i}", else_branch=else_g)
         then = _field(1, b"then_branch") + _field(6, raw) + _varint(20 << 3) + _varint(5)
         node_raw = node.SerializeToString() + _field(5, then)
         out = helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None)
-        raw = _field(1, node_raw) + _field(2, f"g{i}".encode()) + _field(12,
-                                                                         out.SerializeToString())
-    inputs = b"".join(_field(11, helper.make_tensor_value_info(n, t, s).SerializeToString())
-                      for n, t, s in (("x", TensorProto.FLOAT, ["N"]), ("c", TensorProto.BOOL,
-                                                                          [])))
-    model = helper.make_model(helper.make_graph([], "m", [], []), ir_version=IR,
-                              opset_imports=[helper.make_opsetid("", 17)])
+        raw = (
+            _field(1, node_raw) + _field(2, f"g{i}".encode()) + _field(12, out.SerializeToString())
+        )
+    inputs = b"".join(
+        _field(11, helper.make_tensor_value_info(n, t, s).SerializeToString())
+        for n, t, s in (("x", TensorProto.FLOAT, ["N"]), ("c", TensorProto.BOOL, []))
+    )
+    model = helper.make_model(
+        helper.make_graph([], "m", [], []),
+        ir_version=IR,
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
     model.ClearField("graph")
     return model.SerializeToString() + _field(7, raw + inputs)
 
@@ -131,12 +160,19 @@ def test_nested_ifs(tmp_path: Path, depth: int) -> None:
 
 def test_custom_domain_ops_are_left_alone(tmp_path: Path) -> None:
     g = helper.make_graph(
-        [helper.make_node("FancyAttention", ["x"], ["y"], name="/custom", domain="com.example"),
-         helper.make_node("Relu", ["y"], ["z"], name="/relu")], "g",
+        [
+            helper.make_node("FancyAttention", ["x"], ["y"], name="/custom", domain="com.example"),
+            helper.make_node("Relu", ["y"], ["z"], name="/relu"),
+        ],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])])
-    m = helper.make_model(g, ir_version=IR, opset_imports=[
-        helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 4])],
+    )
+    m = helper.make_model(
+        g,
+        ir_version=IR,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)],
+    )
     path = tmp_path / "custom.onnx"
     onnx.save(m, str(path))
     assert _limited("lint", str(path)).returncode == 0
@@ -166,8 +202,12 @@ def test_interrupted_repair_leaves_nothing(tmp_path: Path) -> None:
     src = FIXTURES / "where_broadcast/hubert_extract_features_op17_fp32.onnx"
     before = hashlib.sha256(src.read_bytes()).hexdigest()
     out = tmp_path / "o.onnx"
-    proc = subprocess.Popen([sys.executable, "-m", "onnxfix", "repair", str(src), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxfix", "repair", str(src), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         if any(p.name.startswith(".onnxfix-") for p in tmp_path.iterdir()):

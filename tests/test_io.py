@@ -41,8 +41,7 @@ def test_lint_reads_no_weight_bytes(tmp_path: Path) -> None:
         "io = dict(l.split(': ') for l in open('/proc/self/io').read().splitlines());"
         "print(json.dumps({'rules': [f.rule for f in r.findings], 'rchar': int(io['rchar'])}))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["rules"] == ["WB102"]
     assert res["rchar"] < data.stat().st_size // 2, res
@@ -56,8 +55,9 @@ def test_repair_keeps_external_layout(tmp_path: Path, cli) -> None:
     assert res.returncode == 0, res.stderr
     assert sorted(os.listdir(out_dir)) == ["fixed.onnx", "fixed.onnx.data"]
     fixed = onnx.load(str(out_dir / "fixed.onnx"), load_external_data=False)
-    locs = {e.value for t in fixed.graph.initializer for e in t.external_data
-            if e.key == "location"}
+    locs = {
+        e.value for t in fixed.graph.initializer for e in t.external_data if e.key == "location"
+    }
     assert locs == {"fixed.onnx.data"}
     weights = onnx.load(str(out_dir / "fixed.onnx"))  # with its external data
     w = {t.name: numpy_helper.to_array(t) for t in weights.graph.initializer}

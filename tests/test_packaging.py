@@ -12,9 +12,21 @@ from tests.conftest import ROOT
 
 def test_wheel_has_only_onnxfix_top_level(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     (wheel,) = tmp_path.glob("onnxfix-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -33,6 +45,5 @@ def test_lint_does_not_import_onnxruntime_or_torch() -> None:
         f"api.lint({str(FIXTURES / 'where_broadcast/mask_rank1_op12.onnx')!r});"
         "print(sorted(m for m in ('onnxruntime', 'torch') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

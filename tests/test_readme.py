@@ -30,8 +30,10 @@ def rules_table() -> str:
 
     rows = ["| code | name | severity | fix | what |", "|---|---|---|---|---|"]
     for r in registry.all_rules():
-        rows.append(f"| {r.code} | {r.name} | {r.severity.value} | "
-                    f"{r.fixable.value if r.fixable else '–'} | {r.summary} |")
+        rows.append(
+            f"| {r.code} | {r.name} | {r.severity.value} | "
+            f"{r.fixable.value if r.fixable else '–'} | {r.summary} |"
+        )
     return "\n".join(rows)
 
 
@@ -42,6 +44,6 @@ def test_readme_rules_table_is_the_registry(request) -> None:
     m = re.search(r"(<!-- rules-table:[^\n]*-->\n)(.*?)(\n<!-- /rules-table -->)", text, re.S)
     assert m, "the README has no generated rules table"
     if request.config.getoption("--snapshot-update"):
-        path.write_text(text[:m.start(2)] + rules_table() + text[m.end(2):])
+        path.write_text(text[: m.start(2)] + rules_table() + text[m.end(2) :])
         return
     assert m.group(2) == rules_table(), "run `pytest --snapshot-update` and review the README diff"

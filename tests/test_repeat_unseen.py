@@ -49,12 +49,22 @@ def test_unseen_lowerings_repaired(tmp_path: Path, shape, dim, dyn, repeats, ops
     x = torch.randn(*shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(Rep(dim, repeats), (x,), str(src), dynamo=False, opset_version=opset,
-                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {dyn: "T"}})
+        torch.onnx.export(
+            Rep(dim, repeats),
+            (x,),
+            str(src),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {dyn: "T"}},
+        )
     findings = api.lint(src).findings
     rules = {f.rule for f in findings}
     assert rules & {"RP101", "RP102", "RP103"} or not _broken(src, shape, dyn, dim, repeats), (
-        "a lowering that onnxruntime gets wrong was not reported", [f.message for f in findings])
+        "a lowering that onnxruntime gets wrong was not reported",
+        [f.message for f in findings],
+    )
     res = api.repair(src, out)
     assert res.error is None and res.written
     assert api.lint(out).errors == []

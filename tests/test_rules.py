@@ -23,8 +23,12 @@ from onnxfix import contracts, fixer, linter, probe, registry
 from onnxfix.rule import Case, Rule
 
 RULES = registry.all_rules()
-CASES = [(r, kind, c) for r in RULES for kind, cs in (("valid", r.valid), ("invalid", r.invalid))
-         for c in cs]
+CASES = [
+    (r, kind, c)
+    for r in RULES
+    for kind, cs in (("valid", r.valid), ("invalid", r.invalid))
+    for c in cs
+]
 
 
 def _id(item: tuple[Rule[Any], str, Case]) -> str:
@@ -51,7 +55,8 @@ def test_every_rule_has_cases() -> None:
         assert r.valid, f"{r.code} has no valid case"
         if r.fixable is not None:
             assert any(c.reference is not None for c in r.invalid), (
-                f"{r.code} fixes, but no invalid case checks the fix's result")
+                f"{r.code} fixes, but no invalid case checks the fix's result"
+            )
 
 
 @pytest.mark.parametrize("item", [c for c in CASES if c[1] == "valid"], ids=_id)
@@ -67,16 +72,24 @@ def test_invalid_case(item: tuple[Rule[Any], str, Case], snapshot) -> None:
     model = case.model()
     found, _ = linter.analyse(model, [rule], _contract(case))
     assert found, f"{rule.code} did not fire on '{case.name}'"
-    shot: dict[str, Any] = {"findings": [
-        {"node": d.finding.node, "message": d.finding.message,
-         "fix": d.finding.fix.title if d.finding.fix else None} for d in found]}
+    shot: dict[str, Any] = {
+        "findings": [
+            {
+                "node": d.finding.node,
+                "message": d.finding.message,
+                "fix": d.finding.fix.title if d.finding.fix else None,
+            }
+            for d in found
+        ]
+    }
     if any(d.plan is not None for d in found):
         fixed = onnx.ModelProto()
         fixed.CopyFrom(model)
         run = fixer.run_fixes(fixed, [rule], unsafe=True, contract=_contract(case))
         assert run.fixed, f"{rule.code} offered a fix but applied none"
-        assert not [f for f in run.after if f.rule == rule.code and f.fix is not None], \
+        assert not [f for f in run.after if f.rule == rule.code and f.fix is not None], (
             "the fix must remove what it fixed"
+        )
         shot["diff"] = node_diff(model, fixed)
         shot["checked"] = [a.checked for a in run.applied if a.checked]
         onnx.checker.check_model(fixed, full_check=True)
@@ -93,8 +106,7 @@ def _compare(model: onnx.ModelProto, case: Case) -> None:
     """Run the fixed model at two settings of distinct dims against the case's reference."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
-    sess = ort.InferenceSession(model.SerializeToString(), opts,
-                                providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     names = list(case.dims)
     settings = [dict(zip(names, combo)) for combo in zip(*(case.dims[n] for n in names))]
     assert len(settings) >= 2 or not names, "a case with dynamic dims needs two settings"

@@ -29,12 +29,14 @@ def test_broadcast_classifies_conflicts() -> None:
 
 def _ctx(nodes, inputs, outputs, inits=()):
     g = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
-    return context.build(helper.make_model(g, ir_version=IR,
-                                           opset_imports=[helper.make_opsetid("", 17)]))
+    return context.build(
+        helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)])
+    )
 
 
 def test_reshape_with_shape_arithmetic_keeps_symbols() -> None:
     """view(B, x.size(1), -1) of a [B, L] tensor sliced to a multiple: B and T survive."""
+
     def c(name, v):
         return numpy_helper.from_array(np.array(v, np.int64), name)
 
@@ -52,11 +54,20 @@ def test_reshape_with_shape_arithmetic_keeps_symbols() -> None:
             helper.make_node("ConstantOfShape", ["xs"], ["zeros"]),
             helper.make_node("Range", ["zero", "t", "one"], ["rng"]),
         ],
-        [helper.make_tensor_value_info("m", TensorProto.FLOAT, ["B", "L"]),
-         helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 8])],
+        [
+            helper.make_tensor_value_info("m", TensorProto.FLOAT, ["B", "L"]),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", 8]),
+        ],
         [helper.make_tensor_value_info("red", TensorProto.FLOAT, None)],
-        [c("i0", 0), c("i1", 1), c("a0", [0]), c("neg1", [-1]), c("axm1", [-1]),
-         c("zero", 0), c("one", 1)],
+        [
+            c("i0", 0),
+            c("i1", 1),
+            c("a0", [0]),
+            c("neg1", [-1]),
+            c("axm1", [-1]),
+            c("zero", 0),
+            c("one", 1),
+        ],
     )
     g = ctx.main
     assert g.shape("red") == (B, T)

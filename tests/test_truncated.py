@@ -40,17 +40,24 @@ def test_frozen_time_axis_is_caught(cli) -> None:
 
 def test_contract_files_toml_and_json(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
-    toml.write_text('[inputs.feats]\ndtype = "float16"\nshape = ["B", "L"]\n'
-                    '[inputs.padding_mask]\ndtype = "bool"\nshape = ["B", "L"]\n'
-                    '[outputs.features]\ndtype = "float32"\nshape = ["B", "T", "*"]\n'
-                    '[outputs.padding_mask_out]\nshape = ["B", "T"]\n')
+    toml.write_text(
+        '[inputs.feats]\ndtype = "float16"\nshape = ["B", "L"]\n'
+        '[inputs.padding_mask]\ndtype = "bool"\nshape = ["B", "L"]\n'
+        '[outputs.features]\ndtype = "float32"\nshape = ["B", "T", "*"]\n'
+        '[outputs.padding_mask_out]\nshape = ["B", "T"]\n'
+    )
     msgs = [f.message for f in api.lint(HUBERT, expect=toml).findings if f.rule == "TG201"]
     assert any("wrong dtype" in m and "feats" in m for m in msgs)
     assert any("'features' renamed to 'x'" in m for m in msgs)
     js = tmp_path / "c.json"
-    js.write_text(json.dumps({"inputs": {"feats": {"dtype": "float32", "shape": ["B"]},
-                                         "padding_mask": {}},
-                              "outputs": {"x": {}, "padding_mask_out": {}}}))
+    js.write_text(
+        json.dumps(
+            {
+                "inputs": {"feats": {"dtype": "float32", "shape": ["B"]}, "padding_mask": {}},
+                "outputs": {"x": {}, "padding_mask_out": {}},
+            }
+        )
+    )
     msgs = [f.message for f in api.lint(HUBERT, expect=js).findings if f.rule == "TG201"]
     assert len(msgs) == 1 and "wrong rank" in msgs[0]
 
@@ -69,8 +76,18 @@ def test_redeclare_output_of_a_cut_graph(cli, tmp_path: Path) -> None:
     m = onnx.load(str(CUT))
     last = [n for n in m.graph.node if n.name.startswith("/encoder/layers.0/")][-1].output[0]
     out = tmp_path / "layer0.onnx"
-    res = cli("repair", str(CUT), str(out), "--output", f"layer0={last}", "--unsafe-fixes",
-              "--reference", str(CUT.with_suffix(".npz")), "--format", "json")
+    res = cli(
+        "repair",
+        str(CUT),
+        str(out),
+        "--output",
+        f"layer0={last}",
+        "--unsafe-fixes",
+        "--reference",
+        str(CUT.with_suffix(".npz")),
+        "--format",
+        "json",
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     fixed = onnx.load(str(out))
     assert [o.name for o in fixed.graph.output] == ["padding_mask_out", "layer0"]
@@ -91,17 +108,30 @@ def test_redeclare_unknown_value_fails_cleanly(cli, tmp_path: Path) -> None:
 
 def _if_model(then_reads: str, then_out_defined: bool = True) -> onnx.ModelProto:
     then_nodes = [helper.make_node("Identity", [then_reads], ["t_out"], name="/then/Identity")]
-    then_g = helper.make_graph(then_nodes if then_out_defined else [], "then", [],
-                               [helper.make_tensor_value_info("t_out", TensorProto.FLOAT, None)])
-    else_g = helper.make_graph([helper.make_node("Identity", ["x"], ["e_out"], name="/else/Id")],
-                               "else", [],
-                               [helper.make_tensor_value_info("e_out", TensorProto.FLOAT, None)])
+    then_g = helper.make_graph(
+        then_nodes if then_out_defined else [],
+        "then",
+        [],
+        [helper.make_tensor_value_info("t_out", TensorProto.FLOAT, None)],
+    )
+    else_g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["e_out"], name="/else/Id")],
+        "else",
+        [],
+        [helper.make_tensor_value_info("e_out", TensorProto.FLOAT, None)],
+    )
     g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["r"], name="/Relu"),
-         helper.make_node("If", ["c"], ["y"], name="/If", then_branch=then_g,
-                          else_branch=else_g)],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"]),
-              helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [
+            helper.make_node("Relu", ["x"], ["r"], name="/Relu"),
+            helper.make_node(
+                "If", ["c"], ["y"], name="/If", then_branch=then_g, else_branch=else_g
+            ),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
     )
     return helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)])
@@ -117,10 +147,15 @@ def test_subgraph_reads_outer_scope() -> None:
 
 def test_duplicate_and_empty_names() -> None:
     g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"], name="/A"),
-         helper.make_node("Neg", ["x"], ["y"], name="/B")],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
-              helper.make_tensor_value_info("", TensorProto.FLOAT, [2])],
+        [
+            helper.make_node("Relu", ["x"], ["y"], name="/A"),
+            helper.make_node("Neg", ["x"], ["y"], name="/B"),
+        ],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+            helper.make_tensor_value_info("", TensorProto.FLOAT, [2]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
     )
     m = helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)])

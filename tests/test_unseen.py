@@ -51,8 +51,9 @@ CASES = [
 
 @pytest.mark.parametrize(("shape", "mask_rank", "opset"), CASES)
 @pytest.mark.parametrize("x_first", [False, True])
-def test_rank_and_opset_variants(tmp_path: Path, shape: list, mask_rank: int, opset: int,
-                                 x_first: bool) -> None:
+def test_rank_and_opset_variants(
+    tmp_path: Path, shape: list, mask_rank: int, opset: int, x_first: bool
+) -> None:
     out = _repair(models.mask_where(shape, mask_rank, opset, x_first), tmp_path)
     sess = _session(out)
     rng = np.random.default_rng(0)
@@ -61,8 +62,11 @@ def test_rank_and_opset_variants(tmp_path: Path, shape: list, mask_rank: int, op
         x = rng.standard_normal(dims).astype(np.float32)
         mask = rng.random(dims[:mask_rank]) < 0.4
         (y,) = sess.run(None, {"x": x, "mask": mask})
-        want = np.where(np.reshape(mask, mask.shape + (1,) * (len(dims) - mask_rank)),
-                        x if x_first else 0, 0 if x_first else x)
+        want = np.where(
+            np.reshape(mask, mask.shape + (1,) * (len(dims) - mask_rank)),
+            x if x_first else 0,
+            0 if x_first else x,
+        )
         if not x_first:
             assert np.array_equal(y, _left_aligned(x, mask))
         assert np.array_equal(y, want.astype(np.float32))

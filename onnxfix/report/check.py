@@ -26,8 +26,9 @@ def sarif_runtime(path: str, run: Any) -> dict[str, Any]:
         "ruleId": run.explained_by or "onnxruntime",
         "level": "error",
         "message": {"text": describe_run(run)},
-        "locations": [{"physicalLocation": {"artifactLocation": {"uri": path}},
-                       "logicalLocations": logical}],
+        "locations": [
+            {"physicalLocation": {"artifactLocation": {"uri": path}}, "logicalLocations": logical}
+        ],
         "properties": {"setting": run.setting, "source": "onnxruntime"},
     }
     return res

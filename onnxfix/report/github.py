@@ -15,8 +15,10 @@ def _escape(text: str, prop: bool = False) -> str:
 
 
 def annotation(path: str, level: str, title: str, message: str) -> str:
-    return (f"::{_CMD[level]} file={_escape(path, True)},title={_escape(title, True)}::"
-            f"{_escape(message)}")
+    return (
+        f"::{_CMD[level]} file={_escape(path, True)},title={_escape(title, True)}::"
+        f"{_escape(message)}"
+    )
 
 
 def github(files: list[tuple[str, list[Any]]], extra: list[str] | None = None) -> str:

@@ -50,8 +50,15 @@ def check_json(result: Any) -> str:
         "findings": [f.to_json() for f in result.lint.findings],
         "load_error": result.load_error,
         "runs": [
-            {"setting": r.setting, "ok": r.ok, "error": r.error, "node": r.node,
-             "scope": r.scope, "explained_by": r.explained_by, "max_abs_diff": r.max_abs_diff}
+            {
+                "setting": r.setting,
+                "ok": r.ok,
+                "error": r.error,
+                "node": r.node,
+                "scope": r.scope,
+                "explained_by": r.explained_by,
+                "max_abs_diff": r.max_abs_diff,
+            }
             for r in result.runs
         ],
         "notes": result.notes,

@@ -19,14 +19,12 @@ def _rule_meta(rule: Any) -> dict[str, Any]:
         "fullDescription": {"text": rule.summary},
         "help": {"text": rule.docs, "markdown": rule.docs},
         "defaultConfiguration": {"level": _LEVEL[rule.severity.value]},
-        "properties": {"family": rule.family,
-                       "fix": rule.fixable.value if rule.fixable else None},
+        "properties": {"family": rule.family, "fix": rule.fixable.value if rule.fixable else None},
     }
 
 
 def _result(path: str, f: Any, index: dict[str, int]) -> dict[str, Any]:
-    logical = [{"name": f.node, "kind": "function",
-                "fullyQualifiedName": f"{f.graph}/{f.node}"}]
+    logical = [{"name": f.node, "kind": "function", "fullyQualifiedName": f"{f.graph}/{f.node}"}]
     if f.scope:
         logical.append({"name": f.scope, "kind": "module"})
     text = f.message + (f"\nIn PyTorch: {f.advice}" if f.advice else "")
@@ -34,10 +32,12 @@ def _result(path: str, f: Any, index: dict[str, int]) -> dict[str, Any]:
         "ruleId": f.rule,
         "level": _LEVEL[f.severity.value],
         "message": {"text": text},
-        "locations": [{
-            "physicalLocation": {"artifactLocation": {"uri": path}},
-            "logicalLocations": logical,
-        }],
+        "locations": [
+            {
+                "physicalLocation": {"artifactLocation": {"uri": path}},
+                "logicalLocations": logical,
+            }
+        ],
         "properties": {"op_type": f.op_type, "graph": f.graph},
     }
     if f.rule in index:
@@ -45,8 +45,9 @@ def _result(path: str, f: Any, index: dict[str, int]) -> dict[str, Any]:
     return res
 
 
-def sarif(files: list[tuple[str, list[Any]]], rules: list[Any],
-          extra: list[dict[str, Any]] | None = None) -> str:
+def sarif(
+    files: list[tuple[str, list[Any]]], rules: list[Any], extra: list[dict[str, Any]] | None = None
+) -> str:
     """``files``: (path, findings); ``extra``: ready-made results (e.g. runtime failures)."""
     index = {r.code: i for i, r in enumerate(rules)}
     results = [_result(path, f, index) for path, findings in files for f in findings]
@@ -54,14 +55,19 @@ def sarif(files: list[tuple[str, list[Any]]], rules: list[Any],
     doc = {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "onnxfix", "version": __version__,
-                "informationUri": "https://pypi.org/project/onnxfix/",
-                "rules": [_rule_meta(r) for r in rules],
-            }},
-            "artifacts": [{"location": {"uri": path}} for path, _ in files],
-            "results": results,
-        }],
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "onnxfix",
+                        "version": __version__,
+                        "informationUri": "https://pypi.org/project/onnxfix/",
+                        "rules": [_rule_meta(r) for r in rules],
+                    }
+                },
+                "artifacts": [{"location": {"uri": path}} for path, _ in files],
+                "results": results,
+            }
+        ],
     }
     return json.dumps(doc, indent=2)

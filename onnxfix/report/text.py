@@ -57,8 +57,10 @@ def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
         f"{total['warning']} warning(s), {total['info']} info; {fixable} fixable with "
         "`onnxfix repair`"
     )
-    console.print(summary if any(total.values()) else f"{n} file{'s' * (n != 1)} checked: "
-                  "no problems found", style="bold")
+    console.print(
+        summary if any(total.values()) else f"{n} file{'s' * (n != 1)} checked: no problems found",
+        style="bold",
+    )
 
 
 def print_repair(result: Any, dry_run: bool) -> None:
@@ -80,16 +82,23 @@ def print_repair(result: Any, dry_run: bool) -> None:
     if result.error:  # the cause goes to stderr, once
         console.print(f"{result.input}: repair failed, nothing written", style="bold red")
     elif result.written:
-        console.print(f"wrote {result.output} ({len(result.fixed)} fix(es), "
-                      f"{len(result.remaining)} finding(s) left)", style="bold")
+        console.print(
+            f"wrote {result.output} ({len(result.fixed)} fix(es), "
+            f"{len(result.remaining)} finding(s) left)",
+            style="bold",
+        )
     elif dry_run:
-        console.print(f"dry run: {len(result.fixed)} fix(es) would be applied; nothing written",
-                      style="bold")
+        console.print(
+            f"dry run: {len(result.fixed)} fix(es) would be applied; nothing written", style="bold"
+        )
     elif not result.fixed:
         left = len(result.remaining)
-        console.print(f"nothing to fix: nothing written ({left} finding(s) left)" if left
-                      else "nothing to fix: the model has no problems; nothing written",
-                      style="bold")
+        console.print(
+            f"nothing to fix: nothing written ({left} finding(s) left)"
+            if left
+            else "nothing to fix: the model has no problems; nothing written",
+            style="bold",
+        )
 
 
 def print_rules(rules: list[Any]) -> None:
@@ -100,8 +109,9 @@ def print_rules(rules: list[Any]) -> None:
         table.add_column(col, no_wrap=True)  # codes and names are identifiers: never cut
     table.add_column("summary")
     for r in rules:
-        table.add_row(r.code, r.name, r.severity.value,
-                      r.fixable.value if r.fixable else "-", r.summary)
+        table.add_row(
+            r.code, r.name, r.severity.value, r.fixable.value if r.fixable else "-", r.summary
+        )
     _console().print(table)
 
 
@@ -131,5 +141,7 @@ def print_check(result: Any) -> None:
             console.print(describe_run(r), style="red")
     for note in result.notes:
         console.print(f"note: {note}", style="dim")
-    console.print(f"{result.path}: " + ("PASS" if result.passed else "FAIL"),
-                  style="bold green" if result.passed else "bold red")
+    console.print(
+        f"{result.path}: " + ("PASS" if result.passed else "FAIL"),
+        style="bold green" if result.passed else "bold red",
+    )

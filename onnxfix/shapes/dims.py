@@ -24,6 +24,7 @@ import functools
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 INT_MAX = 2**62
 
@@ -33,7 +34,8 @@ class Sym:
     """A non-concrete dimension; ``kind`` is ``sym``, ``unk`` or an operator."""
 
     kind: str
-    args: tuple[object, ...]
+    #: operands (dims, ints, or op parameters such as a conv's stride)
+    args: tuple[Any, ...]
 
     def __str__(self) -> str:
         k, a = self.kind, self.args
@@ -107,7 +109,7 @@ def fmt_shape(shape: Sequence[Dim] | None, aliases: Mapping[Sym, str] | None = N
 
 
 def _terms(d: Dim) -> tuple[Dim, ...]:
-    return d.args if isinstance(d, Sym) and d.kind == "add" else (d,)  # type: ignore[return-value]
+    return d.args if isinstance(d, Sym) and d.kind == "add" else (d,)
 
 
 def d_add(a: Dim, b: Dim) -> Dim:
@@ -160,7 +162,7 @@ def d_mul(a: Dim, b: Dim) -> Dim:  # noqa: C901 - the normal form of a product
             if isinstance(t, int):
                 const *= t
             else:
-                factors.append(t)  # type: ignore[arg-type]
+                factors.append(t)
     if const == 0:
         return 0
     if const != 1:
@@ -174,7 +176,7 @@ def _distribute(k: int, s: Sym) -> Dim:
     """k * (a + b) = k*a + k*b: keeps sums in one normal form (2*(T + 1) == 2*T + 2)."""
     out: Dim = 0
     for t in s.args:
-        out = d_add(out, d_mul(k, t))  # type: ignore[arg-type]
+        out = d_add(out, d_mul(k, t))
     return out
 
 
@@ -188,7 +190,7 @@ def _factors(d: Dim) -> tuple[int, list[Dim]]:
             if isinstance(t, int):
                 const *= t
             else:
-                syms.append(t)  # type: ignore[arg-type]
+                syms.append(t)
         return const, syms
     return 1, [d]
 
@@ -226,17 +228,17 @@ def d_floordiv(a: Dim, b: Dim) -> Dim:  # noqa: C901 - one simplification per id
         return num
     if isinstance(den, int) and den > 0 and isinstance(num, Sym):
         if num.kind == "floordiv" and isinstance(num.args[1], int) and num.args[1] > 0:
-            return d_floordiv(num.args[0], num.args[1] * den)  # type: ignore[arg-type]
+            return d_floordiv(num.args[0], num.args[1] * den)
         if num.kind == "add":
             whole = [t for t in num.args if _multiple_of(t, den)]
             if whole:
                 rest: Dim = 0
                 for t in num.args:
                     if t not in whole:
-                        rest = d_add(rest, t)  # type: ignore[arg-type]
+                        rest = d_add(rest, t)
                 quotient: Dim = 0
                 for t in whole:
-                    quotient = d_add(quotient, _exact_div(t, den))  # type: ignore[arg-type]
+                    quotient = d_add(quotient, _exact_div(t, den))
                 return d_add(d_floordiv(rest, den), quotient)
     return Sym("floordiv", (num, den))
 
@@ -345,8 +347,8 @@ def _apply(kind: str, v: list[object]) -> int | None:  # noqa: C901 - one case p
         d, k, s, dil, pads, ceil = v
         eff = dil * (k - 1) + 1  # type: ignore[operator]
         num = d + pads - eff  # type: ignore[operator]
-        q = -(-num // s) if ceil else num // s  # type: ignore[operator]
-        return q + 1  # type: ignore[no-any-return]
+        q = -(-num // s) if ceil else num // s
+        return q + 1
     if kind == "slice" and len(v) == 4:
         d, st, en, sp = v
         return len(range(*slice(st, en, sp).indices(d)))  # type: ignore[arg-type]
@@ -359,5 +361,5 @@ def _apply(kind: str, v: list[object]) -> int | None:  # noqa: C901 - one case p
     if kind == "split":  # (d, parts, i): ONNX's even split, the last part smaller
         d, parts, i = v
         size = -(-d // parts)  # type: ignore[operator]
-        return max(0, min(size, d - size * i))  # type: ignore[operator]
+        return max(0, min(size, d - size * i))
     return None

@@ -22,13 +22,40 @@ MAX_ELEMENTS = 4096
 
 #: never folded: control flow and sequences (bodies are not executed), randomness,
 #: ops whose outputs say nothing about shapes and can be large
-NEVER = frozenset({
-    "Loop", "Scan", "If", "SequenceAt", "SequenceConstruct", "SequenceEmpty", "SequenceErase",
-    "SequenceInsert", "SequenceLength", "SequenceMap", "SplitToSequence", "ConcatFromSequence",
-    "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike", "Multinomial",
-    "Bernoulli", "Dropout", "Optional", "OptionalGetElement", "OptionalHasElement",
-    "Conv", "ConvTranspose", "MatMul", "Gemm", "LSTM", "GRU", "RNN", "Attention",
-})
+NEVER = frozenset(
+    {
+        "Loop",
+        "Scan",
+        "If",
+        "SequenceAt",
+        "SequenceConstruct",
+        "SequenceEmpty",
+        "SequenceErase",
+        "SequenceInsert",
+        "SequenceLength",
+        "SequenceMap",
+        "SplitToSequence",
+        "ConcatFromSequence",
+        "RandomNormal",
+        "RandomNormalLike",
+        "RandomUniform",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "Dropout",
+        "Optional",
+        "OptionalGetElement",
+        "OptionalHasElement",
+        "Conv",
+        "ConvTranspose",
+        "MatMul",
+        "Gemm",
+        "LSTM",
+        "GRU",
+        "RNN",
+        "Attention",
+    }
+)
 #: ops whose output size may be unknown to the shape handlers but is bounded by their
 #: inputs' sizes (their inputs are already bounded)
 SHAPE_FREE = frozenset({"NonZero", "Unique", "Compress", "Shape", "Size"})
@@ -43,12 +70,13 @@ def _op_class(op_type: str, opset: int) -> Any:
     return load_op("", op_type, opset)
 
 
-def run(node: onnx.NodeProto, inputs: Sequence[np.ndarray | None], opset: int
-        ) -> list[np.ndarray | None] | None:
+def run(
+    node: onnx.NodeProto, inputs: Sequence[np.ndarray | None], opset: int
+) -> list[np.ndarray | None] | None:
     """The node's outputs computed from constant ``inputs``; None if it cannot be folded."""
     if node.op_type in NEVER or any(
-            a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-            for a in node.attribute):
+        a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute
+    ):
         return None
     try:
         cls = _op_class(node.op_type, opset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import onnx
 from onnx import numpy_helper
@@ -42,10 +43,11 @@ def handles(*ops: str) -> Callable[[Handler], Handler]:
         for op in ops:
             HANDLERS[op] = fn
         return fn
+
     return register
 
 
-def attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     for a in node.attribute:
         if a.name == name:
             return onnx.helper.get_attribute_value(a)
@@ -78,25 +80,76 @@ def _constant(p: Propagator, c: OpCall) -> None:
         return
     ints = attr(c.node, "value_ints")
     if ints is not None:
-        p.set(c.out, (len(ints),), list(ints), dtype=T.INT64)  # type: ignore[arg-type]
+        p.set(c.out, (len(ints),), list(ints), dtype=T.INT64)
         return
     iv = attr(c.node, "value_int")
     if iv is not None:
-        p.set(c.out, (), [int(iv)], True, dtype=T.INT64)  # type: ignore[call-overload]
+        p.set(c.out, (), [int(iv)], True, dtype=T.INT64)
         return
     p.set(c.out, None)
 
 
 SAME_SHAPE = {
-    "Identity", "Cast", "CastLike", "Not", "Neg", "Abs", "Relu", "Sigmoid", "Tanh", "Erf",
-    "Sqrt", "Exp", "Log", "Reciprocal", "Softmax", "LogSoftmax", "Dropout", "Gelu",
-    "IsNaN", "IsInf", "Sign", "Floor", "Ceil", "Round", "LeakyRelu", "Elu", "Selu",
-    "HardSigmoid", "HardSwish", "Clip", "BatchNormalization", "InstanceNormalization",
-    "GroupNormalization", "LayerNormalization", "Softplus", "Softsign", "Mish", "CumSum",
-    "Trilu", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Celu",
-    "ThresholdedRelu", "LpNormalization", "MeanVarianceNormalization", "Hardmax", "Shrink",
-    "BitwiseNot", "SimplifiedLayerNormalization", "SkipLayerNormalization", "FastGelu",
-    "QuickGelu", "BiasGelu", "Swish",
+    "Identity",
+    "Cast",
+    "CastLike",
+    "Not",
+    "Neg",
+    "Abs",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Erf",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "Reciprocal",
+    "Softmax",
+    "LogSoftmax",
+    "Dropout",
+    "Gelu",
+    "IsNaN",
+    "IsInf",
+    "Sign",
+    "Floor",
+    "Ceil",
+    "Round",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "HardSigmoid",
+    "HardSwish",
+    "Clip",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "GroupNormalization",
+    "LayerNormalization",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "CumSum",
+    "Trilu",
+    "Sin",
+    "Cos",
+    "Tan",
+    "Asin",
+    "Acos",
+    "Atan",
+    "Sinh",
+    "Cosh",
+    "Celu",
+    "ThresholdedRelu",
+    "LpNormalization",
+    "MeanVarianceNormalization",
+    "Hardmax",
+    "Shrink",
+    "BitwiseNot",
+    "SimplifiedLayerNormalization",
+    "SkipLayerNormalization",
+    "FastGelu",
+    "QuickGelu",
+    "BiasGelu",
+    "Swish",
 }
 
 
@@ -108,7 +161,7 @@ def _same_shape(p: Propagator, c: OpCall) -> None:
         v = tuple(d_mul(-1, x) for x in v)
     dtype = _dt0(p, c)
     if op == "Cast":
-        dtype = int(attr(c.node, "to", 0))  # type: ignore[call-overload]
+        dtype = int(attr(c.node, "to", 0))
     elif op == "CastLike":
         dtype = p.dtype(c.ins[1])
     p.set(c.out, c.s0, v, p.is_scalar(c.ins[0]), dtype)
@@ -117,24 +170,49 @@ def _same_shape(p: Propagator, c: OpCall) -> None:
 
 
 BROADCAST_OPS = {
-    "Add", "Sub", "Mul", "Div", "Pow", "Mod", "And", "Or", "Xor", "Equal", "Less",
-    "LessOrEqual", "Greater", "GreaterOrEqual", "Where", "Max", "Min", "Sum", "Mean",
-    "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Mod",
+    "And",
+    "Or",
+    "Xor",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "Where",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
 }
 _VALUE_ARITH: dict[str, Callable[[Dim, Dim], Dim]] = {
-    "Add": d_add, "Sub": d_sub, "Mul": d_mul, "Div": d_floordiv, "Mod": d_mod,
+    "Add": d_add,
+    "Sub": d_sub,
+    "Mul": d_mul,
+    "Div": d_floordiv,
+    "Mod": d_mod,
 }
 _BOOL_OUT = {"Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "And", "Or", "Xor"}
 
 
 def _elementwise(vals: Sequence[tuple[Dim, ...] | None]) -> list[tuple[Dim, ...]] | None:
     """Values broadcast to one length (each a scalar or of the common length)."""
-    if any(v is None for v in vals):
+    known = [v for v in vals if v is not None]
+    if len(known) != len(vals):
         return None
-    n = max(len(v) for v in vals)  # type: ignore[arg-type]
-    if any(len(v) not in (1, n) for v in vals):  # type: ignore[arg-type]
+    n = max(len(v) for v in known)
+    if any(len(v) not in (1, n) for v in known):
         return None
-    return [v * n if len(v) == 1 else v for v in vals]  # type: ignore[operator,misc]
+    return [v * n if len(v) == 1 else v for v in known]
 
 
 @handles(*BROADCAST_OPS)
@@ -167,7 +245,8 @@ def _select_value(p: Propagator, op: str, ins: list[str]) -> list[Dim] | None:
             elif isinstance(a, int) and isinstance(b, int):
                 out.append(0)
             elif (isinstance(a, Sym) and a.varies and b == -1) or (
-                    isinstance(b, Sym) and b.varies and a == -1):
+                isinstance(b, Sym) and b.varies and a == -1
+            ):
                 out.append(0)  # a size is never -1
             else:
                 return None
@@ -184,10 +263,10 @@ def _shape(p: Propagator, c: OpCall) -> None:
         p.set(c.out, None)
         return
     r = len(c.s0)
-    start = int(attr(c.node, "start", 0))  # type: ignore[call-overload]
+    start = int(attr(c.node, "start", 0))
     end = attr(c.node, "end", None)
     start = max(0, start + r if start < 0 else start)
-    stop = r if end is None else int(end)  # type: ignore[call-overload]
+    stop = r if end is None else int(end)
     stop = min(r, stop + r if stop < 0 else stop)
     v = list(c.s0[start:stop])
     p.set(c.out, (len(v),), v, dtype=T.INT64)
@@ -205,7 +284,7 @@ def _gather(p: Propagator, c: OpCall) -> None:
         p.set(c.out, None)
         return
     axis = _axis(attr(c.node, "axis", 0), len(s0))
-    res = tuple(s0[:axis]) + tuple(si) + tuple(s0[axis + 1:])
+    res = tuple(s0[:axis]) + tuple(si) + tuple(s0[axis + 1 :])
     value = None
     v = p.value(c.ins[0])
     idx = p.const_ints(c.ins[1])
@@ -221,7 +300,7 @@ def _axes_input(p: Propagator, c: OpCall) -> list[int] | None:
     axes = attr(c.node, "axes", None)
     if axes is None and len(c.ins) > 1 and c.ins[1]:
         return p.const_ints(c.ins[1])
-    return list(axes) if axes is not None else None  # type: ignore[call-overload]
+    return list(axes) if axes is not None else None
 
 
 @handles("Unsqueeze")
@@ -244,8 +323,11 @@ def _squeeze(p: Propagator, c: OpCall) -> None:
         p.set(c.out, None)
         return
     r = len(c.s0)
-    ax = ({i for i, d in enumerate(c.s0) if d == 1} if axes is None
-          else {a + r if a < 0 else a for a in axes})
+    ax = (
+        {i for i, d in enumerate(c.s0) if d == 1}
+        if axes is None
+        else {a + r if a < 0 else a for a in axes}
+    )
     res = [d for i, d in enumerate(c.s0) if i not in ax]
     p.set(c.out, tuple(res), p.value(c.ins[0]), len(res) == 0, _dt0(p, c))
 
@@ -278,10 +360,10 @@ def _slice(p: Propagator, c: OpCall) -> None:
     axes: list[int] | None
     steps: list[int] | None
     if len(ins) == 1:  # opset < 10: attributes
-        starts_v: Sequence[Dim] | None = list(attr(c.node, "starts", []))  # type: ignore[call-overload]
-        ends_v: Sequence[Dim] | None = list(attr(c.node, "ends", []))  # type: ignore[call-overload]
+        starts_v: Sequence[Dim] | None = list(attr(c.node, "starts", []))
+        ends_v: Sequence[Dim] | None = list(attr(c.node, "ends", []))
         a = attr(c.node, "axes", None)
-        axes = list(a) if a is not None else None  # type: ignore[call-overload]
+        axes = list(a) if a is not None else None
         steps = None
     else:
         starts_v = p.value(ins[1])
@@ -305,8 +387,9 @@ def _slice(p: Propagator, c: OpCall) -> None:
         res[ax] = slice_len(s0[ax], st, en, sp)
     value = None
     v = p.value(ins[0])
-    if v is not None and r == 1 and all(isinstance(x, int) for x in (*starts_v, *ends_v)):
-        value = list(v[slice(starts_v[0], ends_v[0], steps[0])])  # type: ignore[misc]
+    st0, en0 = starts_v[0] if starts_v else 0, ends_v[0] if ends_v else 0
+    if v is not None and r == 1 and isinstance(st0, int) and isinstance(en0, int):
+        value = list(v[slice(st0, en0, steps[0])])
     p.set(c.out, tuple(res), value, False, dt0)
 
 
@@ -330,7 +413,7 @@ def _reshape(p: Propagator, c: OpCall) -> None:
     if s0 is None or target is None:
         p.set(c.out, None)
         return
-    allowzero = int(attr(c.node, "allowzero", 0))  # type: ignore[call-overload]
+    allowzero = int(attr(c.node, "allowzero", 0))
     res: list[Dim | None] = []
     for i, t in enumerate(target):
         if t == 0 and not allowzero:
@@ -381,8 +464,12 @@ def _constant_of_shape(p: Propagator, c: OpCall) -> None:
     t = attr(c.node, "value")
     dtype = t.data_type if isinstance(t, onnx.TensorProto) else T.FLOAT
     value = None
-    if (target is not None and len(target) == 1 and isinstance(target[0], int)
-            and 0 <= target[0] <= MAX_VALUE):
+    if (
+        target is not None
+        and len(target) == 1
+        and isinstance(target[0], int)
+        and 0 <= target[0] <= MAX_VALUE
+    ):
         fill = numpy_helper.to_array(t).reshape(-1)[0] if isinstance(t, onnx.TensorProto) else 0
         if float(fill).is_integer():
             value = [int(fill)] * target[0]
@@ -409,7 +496,7 @@ def _transpose(p: Propagator, c: OpCall) -> None:
         p.set(c.out, None)
         return
     perm = attr(c.node, "perm", None) or list(reversed(range(len(c.s0))))
-    p.set(c.out, tuple(c.s0[i] for i in perm), None, False, _dt0(p, c))  # type: ignore[union-attr]
+    p.set(c.out, tuple(c.s0[i] for i in perm), None, False, _dt0(p, c))
 
 
 @handles("MatMul")
@@ -455,14 +542,14 @@ def _conv(p: Propagator, c: OpCall) -> None:
         kernel: list[Dim] = list(w[2:])
         channels: Dim = w[0]
     else:
-        kernel = list(attr(node, "kernel_shape", []))  # type: ignore[call-overload]
+        kernel = list(attr(node, "kernel_shape", []))
         channels = x[1]
-    strides = list(attr(node, "strides", None) or [1] * nsp)  # type: ignore[call-overload]
-    dil = list(attr(node, "dilations", None) or [1] * nsp)  # type: ignore[call-overload]
-    pads = list(attr(node, "pads", None) or [0] * (2 * nsp))  # type: ignore[call-overload]
+    strides = list(attr(node, "strides", None) or [1] * nsp)
+    dil = list(attr(node, "dilations", None) or [1] * nsp)
+    pads = list(attr(node, "pads", None) or [0] * (2 * nsp))
     auto_pad = attr(node, "auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    ceil = int(attr(node, "ceil_mode", 0))  # type: ignore[call-overload]
+    ceil = int(attr(node, "ceil_mode", 0))
     spatial: list[Dim] = []
     for i in range(nsp):
         d, k = x[2 + i], kernel[i]
@@ -475,15 +562,26 @@ def _conv(p: Propagator, c: OpCall) -> None:
             inner = d_add(d, pads[i] + pads[i + nsp] - eff)
             spatial.append(d_add(d_floordiv(inner, strides[i]), 1))
         else:
-            spatial.append(
-                derived("conv", d, k, strides[i], dil[i], pads[i] + pads[i + nsp], ceil))
+            spatial.append(derived("conv", d, k, strides[i], dil[i], pads[i] + pads[i + nsp], ceil))
     p.set(c.out, (x[0], channels, *spatial), None, False, _dt0(p, c))
     for extra in node.output[1:]:
         p.set(extra, None)
 
 
-@handles("ReduceMax", "ReduceMin", "ReduceMean", "ReduceSum", "ReduceProd", "ReduceL1",
-         "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare", "ArgMax", "ArgMin")
+@handles(
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "ArgMax",
+    "ArgMin",
+)
 def _reduce(p: Propagator, c: OpCall) -> None:
     s0, op = c.s0, c.node.op_type
     if s0 is None:
@@ -491,21 +589,24 @@ def _reduce(p: Propagator, c: OpCall) -> None:
         return
     r = len(s0)
     if op in ("ArgMax", "ArgMin"):
-        axes: list[int] | None = [int(attr(c.node, "axis", 0))]  # type: ignore[call-overload]
+        axes: list[int] | None = [int(attr(c.node, "axis", 0))]
     else:
         axes = _axes_input(p, c)
         if axes is None and len(c.ins) > 1 and c.ins[1]:
             p.set(c.out, None)
             return
-    keep = int(attr(c.node, "keepdims", 1))  # type: ignore[call-overload]
+    keep = int(attr(c.node, "keepdims", 1))
     if not axes:
         if attr(c.node, "noop_with_empty_axes", 0):
             p.set(c.out, s0, None, False, _dt0(p, c))
             return
         axes = list(range(r))
     ax = {a + r if a < 0 else a for a in axes}
-    res = (tuple(1 if i in ax else d for i, d in enumerate(s0)) if keep
-           else tuple(d for i, d in enumerate(s0) if i not in ax))
+    res = (
+        tuple(1 if i in ax else d for i, d in enumerate(s0))
+        if keep
+        else tuple(d for i, d in enumerate(s0) if i not in ax)
+    )
     dtype = T.INT64 if op in ("ArgMax", "ArgMin") else _dt0(p, c)
     p.set(c.out, res, None, len(res) == 0, dtype)
 
@@ -519,7 +620,7 @@ def _split(p: Propagator, c: OpCall) -> None:
             p.set(o, None)
         return
     axis = _axis(attr(node, "axis", 0), len(s0))
-    sizes: Sequence[Dim] | None = attr(node, "split", None)  # type: ignore[assignment]
+    sizes: Sequence[Dim] | None = attr(node, "split", None)
     if sizes is None and len(c.ins) > 1 and c.ins[1]:
         sizes = p.value(c.ins[1])
     if sizes is None:
@@ -535,7 +636,7 @@ def _split(p: Propagator, c: OpCall) -> None:
         res[axis] = sz
         value = None
         if v is not None and len(s0) == 1 and isinstance(sz, int) and isinstance(start, int):
-            value = list(v[start:start + sz])
+            value = list(v[start : start + sz])
         start = d_add(start, sz)
         p.set(o, tuple(res), value, False, _dt0(p, c))
 

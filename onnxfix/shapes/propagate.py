@@ -39,9 +39,14 @@ if TYPE_CHECKING:
 MAX_VALUE = 64
 #: longest chain of constant producers folded on demand
 _MAX_DEPTH = 64
-_NP_INT = {onnx.TensorProto.INT64: np.int64, onnx.TensorProto.INT32: np.int32,
-           onnx.TensorProto.INT8: np.int8, onnx.TensorProto.UINT8: np.uint8,
-           onnx.TensorProto.INT16: np.int16, onnx.TensorProto.BOOL: np.bool_}
+_NP_INT: dict[int, type] = {
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT16: np.int16,
+    onnx.TensorProto.BOOL: np.bool_,
+}
 
 
 @dataclass
@@ -75,7 +80,7 @@ class Propagator:
         self.graph = graph
         self.inferred = inferred
         self.parent = parent
-        self.opset = parent.opset if parent is not None else opset
+        self.opset: int = parent.opset if parent is not None else opset
         self.shapes: dict[str, Shape | None] = {}
         self.values: dict[str, tuple[Dim, ...]] = {}
         self.consts: dict[str, np.ndarray] = {}
@@ -174,8 +179,14 @@ class Propagator:
                 dims.append(fresh(f"{hint}:{i}"))
         return tuple(dims)
 
-    def set(self, name: str, shape: Shape | None, value: Sequence[Dim] | None = None,
-            scalar: bool = False, dtype: int = 0) -> None:
+    def set(
+        self,
+        name: str,
+        shape: Shape | None,
+        value: Sequence[Dim] | None = None,
+        scalar: bool = False,
+        dtype: int = 0,
+    ) -> None:
         if not name:
             return
         vi = self.inferred.get(name)
@@ -215,11 +226,19 @@ class Propagator:
 
         g = self.graph
         for vi in g.input:
-            self.set(vi.name, self.from_type(vi.type, vi.name),
-                     dtype=vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0)
+            self.set(
+                vi.name,
+                self.from_type(vi.type, vi.name),
+                dtype=vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0,
+            )
         for init in g.initializer:
-            self.set(init.name, tuple(int(d) for d in init.dims), None, len(init.dims) == 0,
-                     init.data_type)
+            self.set(
+                init.name,
+                tuple(int(d) for d in init.dims),
+                None,
+                len(init.dims) == 0,
+                init.data_type,
+            )
             self.stored[init.name] = init
             if len(init.dims) <= 1 and math.prod(init.dims) <= MAX_VALUE:
                 self.const(init.name)  # small 1-D ints are shape values (Reshape targets)
@@ -229,11 +248,15 @@ class Propagator:
             if node.output and all(o in self.seeded for o in node.output):
                 continue
             ins = list(node.input)
-            call = OpCall(node, ins, [self.shape(i) if i else None for i in ins],
-                          node.output[0] if node.output else "")
+            call = OpCall(
+                node,
+                ins,
+                [self.shape(i) if i else None for i in ins],
+                node.output[0] if node.output else "",
+            )
             handler: Callable[[Propagator, OpCall], None] = (
-                HANDLERS.get(node.op_type, unknown) if node.domain in ("", "ai.onnx")
-                else unknown)
+                HANDLERS.get(node.op_type, unknown) if node.domain in ("", "ai.onnx") else unknown
+            )
             try:
                 handler(self, call)
             except Exception:
@@ -264,7 +287,7 @@ class Propagator:
         for o, arr in zip(node.output, result):
             if not o or arr is None or arr.size > fold.MAX_ELEMENTS:
                 continue
-            if self.shapes.get(o) is None or len(self.shapes[o] or ()) != arr.ndim:  # type: ignore[arg-type]
+            if self.shapes.get(o) is None or len(self.shapes[o] or ()) != arr.ndim:
                 self.shapes[o] = tuple(int(d) for d in arr.shape)
             if o == want:
                 found = arr

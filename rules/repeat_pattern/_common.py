@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -60,7 +61,7 @@ class Repeat:
         return self.intended is None or self.actual != self.intended
 
 
-def attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
+def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     for a in node.attribute:
         if a.name == name:
             return helper.get_attribute_value(a)
@@ -68,12 +69,13 @@ def attr(node: onnx.NodeProto, name: str, default: object = None) -> object:
 
 
 def axis_of(node: onnx.NodeProto, rank: int) -> int:
-    a = int(attr(node, "axis", 0))  # type: ignore[call-overload]
+    a = int(attr(node, "axis", 0))
     return a + rank if a < 0 else a
 
 
-def intended(xs: Shape, axis: int, repeats: tuple[int, ...] | None, uniform: int | None
-             ) -> Shape | None:
+def intended(
+    xs: Shape, axis: int, repeats: tuple[int, ...] | None, uniform: int | None
+) -> Shape | None:
     out = list(xs)
     if uniform is not None:
         out[axis] = d_mul(xs[axis], uniform)
@@ -93,7 +95,7 @@ def unsqueeze_chain(g: GraphCtx, value: str, axis: int) -> Match[tuple[str, int 
     axes = attr(un, "axes", None)
     if axes is None and len(un.input) > 1:
         axes = g.ints(un.input[1])
-    if axes is None or list(axes) != [axis + 1]:  # type: ignore[call-overload]
+    if axes is None or list(axes) != [axis + 1]:
         return fail(f"the Unsqueeze is not on axis {axis + 1}", un, 3)
     target = g.value(ex.input[1])
     r = target[axis + 1] if target is not None and len(target) > axis + 1 else None
@@ -134,12 +136,16 @@ def fix_for(rep: Repeat) -> Fix[Repeat] | None:
         return None
     if rep.uniform is not None and not 0 < rep.uniform <= MAX_REPEAT:
         return None
-    if rep.uniform is None and rep.repeats is not None and (
-            any(not 0 <= r <= MAX_REPEAT for r in rep.repeats) or sum(rep.repeats) > MAX_TOTAL):
+    if (
+        rep.uniform is None
+        and rep.repeats is not None
+        and (any(not 0 <= r <= MAX_REPEAT for r in rep.repeats) or sum(rep.repeats) > MAX_TOTAL)
+    ):
         return None
     title = (
         f"Replace with Unsqueeze -> Expand -> Reshape (repeat {rep.uniform} on axis "
-        f"{rep.axis}, shapes from Shape({rep.x}))" if rep.uniform is not None
+        f"{rep.axis}, shapes from Shape({rep.x}))"
+        if rep.uniform is not None
         else f"Replace with Gather of constant indices (repeats {list(rep.repeats or ())} on "
         f"axis {rep.axis})"
     )
@@ -160,21 +166,33 @@ def advice(ctx: Context, rep: Repeat, loop: bool = False) -> str:
     """What to change at the source; names the exporter when it is the cause."""
     producer = ctx.model.producer_name, ctx.model.producer_version
     if loop:
-        return ("repeat with unsqueeze/expand/reshape; do not build repeats from a size "
-                "(torch.full((x.size(1),), r))")
+        return (
+            "repeat with unsqueeze/expand/reshape; do not build repeats from a size "
+            "(torch.full((x.size(1),), r))"
+        )
     if producer[0] == "pytorch" and producer[1].startswith("2.0.") and rep.uniform is not None:
-        return (f"this per-slice lowering is what torch {producer[1]}'s exporter makes of "
-                f"repeat_interleave(x, {rep.uniform}, dim) with an int: export with torch 2.1 "
-                "or later (it lowers to Tile), or write x.unsqueeze(d + 1).expand(...)"
-                ".reshape(...)")
-    return ("use x.unsqueeze(d + 1).expand(...).reshape(...) instead of repeat_interleave "
-            "with a repeats tensor")
+        return (
+            f"this per-slice lowering is what torch {producer[1]}'s exporter makes of "
+            f"repeat_interleave(x, {rep.uniform}, dim) with an int: export with torch 2.1 "
+            "or later (it lowers to Tile), or write x.unsqueeze(d + 1).expand(...)"
+            ".reshape(...)"
+        )
+    return (
+        "use x.unsqueeze(d + 1).expand(...).reshape(...) instead of repeat_interleave "
+        "with a repeats tensor"
+    )
 
 
-def _numpy_repeat(rep: Repeat):  # type: ignore[no-untyped-def]
+def _numpy_repeat(rep: Repeat):
     def ref(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {"y": np.repeat(feeds["x"], rep.uniform if rep.uniform is not None
-                               else list(rep.repeats or ()), axis=rep.axis)}
+        return {
+            "y": np.repeat(
+                feeds["x"],
+                rep.uniform if rep.uniform is not None else list(rep.repeats or ()),
+                axis=rep.axis,
+            )
+        }
+
     return ref
 
 
@@ -186,8 +204,9 @@ def apply_repeat(editor: RuleEditor, plan: FixPlan[Repeat]) -> str:
     nodes = _build(editor, rep, node.output[0])
     g = plan.anchor.graph
     # the check feeds x with distinct dims; the repeated axis keeps its slice count
-    checked = semantics.check_rewrite(nodes, _Fixed(g, rep), node, {"x": rep.x},
-                                      _numpy_repeat(rep), "numpy.repeat", editor.opset)
+    checked = semantics.check_rewrite(
+        nodes, _Fixed(g, rep), node, {"x": rep.x}, _numpy_repeat(rep), "numpy.repeat", editor.opset
+    )
     final = nodes.pop()
     editor.insert_before(node, nodes)
     editor.replace(node, final)
@@ -205,8 +224,9 @@ class _Fixed:
     def shape(self, name: str) -> Shape | None:
         s = self.g.shape(name)
         if name == self.rep.x and s is not None and self.rep.uniform is None:
-            s = tuple(len(self.rep.repeats or ()) if i == self.rep.axis else d
-                      for i, d in enumerate(s))
+            s = tuple(
+                len(self.rep.repeats or ()) if i == self.rep.axis else d for i, d in enumerate(s)
+            )
         return s
 
     def dtype(self, name: str) -> int:
@@ -221,7 +241,7 @@ def _build(editor: RuleEditor, rep: Repeat, out: str) -> list[onnx.NodeProto]:
     nodes: list[onnx.NodeProto] = []
     x, axis = rep.x, rep.axis
 
-    def add(op: str, inputs: list[str], suffix: str, **attrs: object) -> str:
+    def add(op: str, inputs: list[str], suffix: str, **attrs: Any) -> str:
         n = editor.make(op, inputs, f"repeat/{suffix}", **attrs)
         nodes.append(n)
         return n.output[0]
@@ -238,16 +258,14 @@ def _build(editor: RuleEditor, rep: Repeat, out: str) -> list[onnx.NodeProto]:
     else:
         shape = add("Shape", [x], "shape")
         head = add("Slice", [shape, const([0], "zero"), const([axis + 1], "to_axis1")], "head")
-        tail = add("Slice", [shape, const([axis + 1], "from_axis1"), const([2**62], "end")],
-                   "tail")
+        tail = add("Slice", [shape, const([axis + 1], "from_axis1"), const([2**62], "end")], "tail")
         rvec = const([rep.uniform], "repeats")
         exp_shape = add("Concat", [head, rvec, tail], "expand_shape", axis=0)
         unsq = editor.unsqueeze(x, [axis + 1])
         nodes.extend(unsq)
         expanded = add("Expand", [unsq[-1].output[0], exp_shape], "expand")
         before = add("Slice", [shape, const([0], "zero_b"), const([axis], "to_axis")], "before")
-        dim = add("Slice", [shape, const([axis], "at_axis"), const([axis + 1], "at_axis1")],
-                  "dim")
+        dim = add("Slice", [shape, const([axis], "at_axis"), const([axis + 1], "at_axis1")], "dim")
         merged = add("Mul", [dim, rvec], "merged")
         out_shape = add("Concat", [before, merged, tail], "out_shape", axis=0)
         add("Reshape", [expanded, out_shape], "reshape")

@@ -13,7 +13,7 @@ from onnxfix.rules.repeat_pattern._common import (
     intended,
     uniform_fill,
 )
-from onnxfix.shapes import d_mul
+from onnxfix.shapes import Dim, Shape, d_mul
 
 LOOP_DOCS_HEAD = """## What it does
     Finds `repeat_interleave` lowered as a `Loop` over `SplitToSequence(x)` with
@@ -23,8 +23,8 @@ LOOP_DOCS_HEAD = """## What it does
 """
 
 
-def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]:  # noqa: C901
-    if int(attr(node, "new_axis", 0)):  # type: ignore[call-overload]
+def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]:  # noqa: C901 - one reason per way the pattern can differ
+    if int(attr(node, "new_axis", 0)):
         return fail("ConcatFromSequence with new_axis", node)
     loop = g.producer(node.input[0])
     if loop is None or loop.op_type != "Loop" or len(loop.input) != 3:
@@ -33,8 +33,9 @@ def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]
     if empty is None or empty.op_type != "SequenceEmpty":
         return fail("the Loop does not start from SequenceEmpty", loop, 2)
     body = next(a.g for a in loop.attribute if a.name == "body")
-    inserts = [n for n in body.node
-               if n.op_type == "SequenceInsert" and n.input[0] == body.input[2].name]
+    inserts = [
+        n for n in body.node if n.op_type == "SequenceInsert" and n.input[0] == body.input[2].name
+    ]
     if len(inserts) != 1:
         return fail("the body does not insert once into the carried sequence", loop, 3)
     producers = {o: n for n in body.node for o in n.output if o}
@@ -68,27 +69,37 @@ def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]
     # evaluate one iteration with the slice shape and repeat value seeded
     slice_shape = list(xs)
     slice_shape[axis] = 1
-    seeds = {at_x: (tuple(slice_shape), None)}
+    seeds: dict[str, tuple[Shape, tuple[Dim, ...] | None]] = {at_x: (tuple(slice_shape), None)}
     if r is not None:
         seeds[at_r] = ((1,), (r,))
-    per_iter = g.evaluate_body(body, seeds).shape(inserts[0].input[1])  # type: ignore[arg-type]
+    per_iter = g.evaluate_body(body, seeds).shape(inserts[0].input[1])
     actual = None
     if per_iter is not None and len(per_iter) == len(xs):
         a = list(per_iter)
         a[axis] = d_mul(n, per_iter[axis])
         actual = tuple(a)
-    return ok(Repeat(
-        x=seq_x.input[0], axis=axis, repeats=repeats, uniform=r, actual=actual,
-        intended=intended(xs, axis, repeats, r),
-        nodes=(loop.name or "Loop", node.name or "ConcatFromSequence"),
-        orphans=tuple(node.input), rank=len(xs),
-        dtype=g.dtype(seq_x.input[0]) or onnx.TensorProto.FLOAT))
+    return ok(
+        Repeat(
+            x=seq_x.input[0],
+            axis=axis,
+            repeats=repeats,
+            uniform=r,
+            actual=actual,
+            intended=intended(xs, axis, repeats, r),
+            nodes=(loop.name or "Loop", node.name or "ConcatFromSequence"),
+            orphans=tuple(node.input),
+            rank=len(xs),
+            dtype=g.dtype(seq_x.input[0]) or onnx.TensorProto.FLOAT,
+        )
+    )
 
 
-def loop_text(x: str, y: str, reps: list[int], axis: int, head: list[int], tail: list[int],
-              target: list[int]) -> str:
+def loop_text(
+    x: str, y: str, reps: list[int], axis: int, head: list[int], tail: list[int], target: list[int]
+) -> str:
     """ONNX text of the TorchScript Loop lowering (for the rules' own cases): slices of
     ``x`` on ``axis``, each Unsqueeze -> Expand([*head, r, *tail]) -> Reshape(target)."""
+
     def ints(v: list[int]) -> str:
         return f"int64[{len(v)}] {{{', '.join(map(str, v))}}}"
 

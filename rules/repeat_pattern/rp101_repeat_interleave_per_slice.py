@@ -23,7 +23,8 @@ from onnxfix.rules.repeat_pattern._common import (
 
 
 class RepeatInterleavePerSlice(Rule[Repeat]):
-    __doc__ = """## What it does
+    __doc__ = (
+        """## What it does
     Finds `repeat_interleave` lowered per slice: `Split(x, axis)` into single
     slices, each `Unsqueeze -> Expand -> Reshape`, joined by `Concat(axis)`. It
     rebuilds the input, axis and repeats, evaluates the chain's output shape
@@ -51,7 +52,9 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
     After:
     ```
     y = Reshape(Expand(Unsqueeze(x, [2]), [1, 2, 2, T, 8]), [1, 4, T, 8])        # from Shape(x)
-    ```""" + FIX_SAFETY
+    ```"""
+        + FIX_SAFETY
+    )
 
     code = "RP101"
     name = "repeat-interleave-per-slice"
@@ -65,8 +68,12 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
         "x{n} -> Concat) of {what} {result}",
     }
 
-    def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto  # noqa: C901
-              ) -> Match[Repeat]:
+    def match(  # noqa: C901 - one reason per way the pattern can differ
+        self,
+        ctx: Context,
+        g: GraphCtx,
+        node: onnx.NodeProto,
+    ) -> Match[Repeat]:
         if not node.input:
             return fail("an empty Concat", node)
         first = g.producer(node.input[0])
@@ -82,7 +89,7 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
             axis = axis_of(node, len(sh))
             hit = unsqueeze_chain(g, inp, axis)
             if not hit:
-                return hit  # type: ignore[return-value]
+                return hit
             slice_name, r = hit.get()
             sp = g.producer(slice_name)
             if sp is None or sp.op_type != "Split" or list(sp.output).index(slice_name) != k:
@@ -102,35 +109,56 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
         sizes = attr(split, "split", None)
         if sizes is None and len(split.input) > 1 and split.input[1]:
             sizes = g.ints(split.input[1])
-        if sizes is not None and any(s != 1 for s in sizes):  # type: ignore[attr-defined]
+        if sizes is not None and any(s != 1 for s in sizes):
             return fail("the Split does not cut single slices", split, 5)
         repeats = None if any(r is None for r in reps) else tuple(int(r) for r in reps)  # type: ignore[arg-type]
         uniform = repeats[0] if repeats and len(set(repeats)) == 1 else None
         rep = Repeat(
-            x=x, axis=axis, repeats=repeats, uniform=uniform, actual=g.shape(node.output[0]),
+            x=x,
+            axis=axis,
+            repeats=repeats,
+            uniform=uniform,
+            actual=g.shape(node.output[0]),
             intended=intended(xs, axis, repeats, uniform),
             nodes=(split.name or "Split", node.name or "Concat"),
-            orphans=tuple(node.input), rank=len(xs),
-            dtype=g.dtype(x) or onnx.TensorProto.FLOAT)
+            orphans=tuple(node.input),
+            rank=len(xs),
+            dtype=g.dtype(x) or onnx.TensorProto.FLOAT,
+        )
         if not rep.wrong:
             return fail("the lowering returns what repeat_interleave returns", node, 6)
         return ok(rep)
 
     def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, rep: Repeat) -> Detection:
-        result = (f"returns {ctx.fmt(rep.actual)} where {ctx.fmt(rep.intended)} was meant"
-                  if rep.intended is not None else "cannot be shown to compute repeat_interleave")
+        result = (
+            f"returns {ctx.fmt(rep.actual)} where {ctx.fmt(rep.intended)} was meant"
+            if rep.intended is not None
+            else "cannot be shown to compute repeat_interleave"
+        )
         if rep.repeats is not None and rep.uniform is None:
             result += "; onnxruntime refuses it at load"
         return self.report(
-            ctx, g, node, self.msg("main", split=rep.nodes[0], n=len(node.input),
-                                   what=describe(ctx, g, rep), result=result),
-            inputs=[rep.x], fix=fix_for(rep), advice=advice(ctx, rep))
+            ctx,
+            g,
+            node,
+            self.msg(
+                "main",
+                split=rep.nodes[0],
+                n=len(node.input),
+                what=describe(ctx, g, rep),
+                result=result,
+            ),
+            inputs=[rep.x],
+            fix=fix_for(rep),
+            advice=advice(ctx, rep),
+        )
 
     def apply(self, editor: RuleEditor, plan: FixPlan[Repeat]) -> str | None:
         return apply_repeat(editor, plan)
 
     invalid = (
-        Case("""<ir_version: 8, opset_import: ["" : 13]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 13]>
              g (float[1, 2, T, 8] x) => (float[1, 4, T, 8] y) {
                  sizes = Constant<value = int64[2] {1, 1}>()
                  s0, s1 = Split<axis = 1>(x, sizes)
@@ -143,10 +171,13 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
                  rt = Constant<value = int64[4] {1, -1, 0, 8}>()
                  r0 = Reshape(e0, rt)
                  r1 = Reshape(e1, rt)
-                 y = Concat<axis = 1>(r0, r1) }""", "per-slice lowering with literal targets",
-             dims={"T": (5, 6)},
-             reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)}),
-        Case("""<ir_version: 8, opset_import: ["" : 13]>
+                 y = Concat<axis = 1>(r0, r1) }""",
+            "per-slice lowering with literal targets",
+            dims={"T": (5, 6)},
+            reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)},
+        ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 13]>
              g (float[1, 2, T, 8] x) => (float[1, 4, T, 8] y) {
                  sizes = Constant<value = int64[2] {1, 1}>()
                  s0, s1 = Split<axis = 1>(x, sizes)
@@ -173,12 +204,14 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
                  r0 = Reshape(e0, rt)
                  r1 = Reshape(e1, rt)
                  y = Concat<axis = 1>(r0, r1) }""",
-             "torch 2.0.1's int lowering: the repeat count is computed, not literal",
-             dims={"T": (5, 6)},
-             reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)}),
+            "torch 2.0.1's int lowering: the repeat count is computed, not literal",
+            dims={"T": (5, 6)},
+            reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)},
+        ),
     )
     valid = (
-        Case("""<ir_version: 8, opset_import: ["" : 13]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 13]>
              g (float[1, 2, T, 8] x) => (float[1, 4, T, 8] y) {
                  ax = Constant<value = int64[1] {2}>()
                  u = Unsqueeze(x, ax)
@@ -186,5 +219,7 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
                  t = Tile(u, reps)
                  rt = Constant<value = int64[4] {1, 4, -1, 8}>()
                  r = Reshape(t, rt)
-                 y = Identity(r) }""", "int repeats lowered to Tile (torch 2.1+)"),
+                 y = Identity(r) }""",
+            "int repeats lowered to Tile (torch 2.1+)",
+        ),
     )

@@ -20,7 +20,9 @@ from onnxfix.rules.repeat_pattern._loop import LOOP_DOCS_HEAD, RIGHT_LOOP, WRONG
 
 
 class RepeatInterleaveLoopWrong(Rule[Repeat]):
-    __doc__ = LOOP_DOCS_HEAD + """
+    __doc__ = (
+        LOOP_DOCS_HEAD
+        + """
     ## Why is this bad?
     The body carries the same baked Reshape target as the per-slice lowering, so
     in the usual 4-D attention case the result has the wrong shape. The sequence
@@ -30,7 +32,9 @@ class RepeatInterleaveLoopWrong(Rule[Repeat]):
     ## Example
     Before: `Loop(n, true, SequenceEmpty) { SequenceInsert(Reshape(Expand(Unsqueeze(
     SequenceAt(seq_x, i)))), ...) }` then `ConcatFromSequence(axis=1)`.
-    After: one `Unsqueeze -> Expand -> Reshape` computed from `Shape(x)`.""" + FIX_SAFETY
+    After: one `Unsqueeze -> Expand -> Reshape` computed from `Shape(x)`."""
+        + FIX_SAFETY
+    )
 
     code = "RP102"
     name = "repeat-interleave-loop-wrong"
@@ -39,8 +43,10 @@ class RepeatInterleaveLoopWrong(Rule[Repeat]):
     family = FAMILY
     fixable = Applicability.SAFE
     ops = frozenset({"ConcatFromSequence"})
-    messages = {"main": "repeat_interleave lowered as Loop {loop} over sequences "
-                        "(ConcatFromSequence {node}) of {what} {result}"}
+    messages = {
+        "main": "repeat_interleave lowered as Loop {loop} over sequences "
+        "(ConcatFromSequence {node}) of {what} {result}"
+    }
 
     def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]:
         m = match_loop(ctx, g, node)
@@ -49,20 +55,36 @@ class RepeatInterleaveLoopWrong(Rule[Repeat]):
         return m
 
     def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, rep: Repeat) -> Detection:
-        result = (f"returns {ctx.fmt(rep.actual)} where {ctx.fmt(rep.intended)} was meant"
-                  if rep.intended is not None else "cannot be shown to compute it")
+        result = (
+            f"returns {ctx.fmt(rep.actual)} where {ctx.fmt(rep.intended)} was meant"
+            if rep.intended is not None
+            else "cannot be shown to compute it"
+        )
         return self.report(
-            ctx, g, node, self.msg("main", loop=rep.nodes[0], node=rep.nodes[1],
-                                   what=describe(ctx, g, rep), result=result),
-            inputs=[rep.x], fix=fix_for(rep), advice=advice(ctx, rep, loop=True))
+            ctx,
+            g,
+            node,
+            self.msg(
+                "main",
+                loop=rep.nodes[0],
+                node=rep.nodes[1],
+                what=describe(ctx, g, rep),
+                result=result,
+            ),
+            inputs=[rep.x],
+            fix=fix_for(rep),
+            advice=advice(ctx, rep, loop=True),
+        )
 
     def apply(self, editor: RuleEditor, plan: FixPlan[Repeat]) -> str | None:
         return apply_repeat(editor, plan)
 
-
     invalid = (
-        Case(WRONG_LOOP, "Loop over sequences, 4-D heads: [1, 2T, 2, 8] for [1, 4, T, 8]",
-             dims={"T": (5, 6)},
-             reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)}),
+        Case(
+            WRONG_LOOP,
+            "Loop over sequences, 4-D heads: [1, 2T, 2, 8] for [1, 4, T, 8]",
+            dims={"T": (5, 6)},
+            reference=lambda f: {"y": np.repeat(f["x"], 2, axis=1)},
+        ),
     )
     valid = (Case(RIGHT_LOOP, "a Loop that computes the right shape (RP103)"),)

@@ -13,8 +13,10 @@ FAMILY = "truncated-graph"
 
 
 def docs(what: str, why: str, example: str, safety: str) -> str:
-    return (f"## What it does\n{what}\n\n## Why is this bad?\n{why}\n\n## Example\n```\n{example}"
-            f"\n```\n\n## Fix safety\n{safety}\n")
+    return (
+        f"## What it does\n{what}\n\n## Why is this bad?\n{why}\n\n## Example\n```\n{example}"
+        f"\n```\n\n## Fix safety\n{safety}\n"
+    )
 
 
 def defined(graph: onnx.GraphProto, outer: set[str]) -> set[str]:
@@ -39,8 +41,9 @@ def nearest(name: str, names: Iterable[str]) -> str | None:
     (ties: the first in sorted order, so the answer never depends on hashing)."""
     best, score = None, 0
     for cand in sorted(names):
-        k = next((i for i, (a, b) in enumerate(zip(name, cand)) if a != b),
-                 min(len(name), len(cand)))
+        k = next(
+            (i for i, (a, b) in enumerate(zip(name, cand)) if a != b), min(len(name), len(cand))
+        )
         if k > score:
             best, score = cand, k
     return best if score >= 3 else None

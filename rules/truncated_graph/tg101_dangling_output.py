@@ -18,7 +18,7 @@ class DropOutput:
 class DanglingOutput(Rule[DropOutput]):
     __doc__ = docs(
         "Finds graph outputs (also of subgraphs) that no node, input or initializer defines.",
-        "onnxruntime refuses the model: \"Graph output X does not exist in the graph\". It is "
+        'onnxruntime refuses the model: "Graph output X does not exist in the graph". It is '
         "what a cut at the wrong place or a hand edit leaves.",
         "graph outputs: [logits]   # no node produces 'logits'",
         "Removing the output changes the interface, so it is only applied with "
@@ -38,25 +38,46 @@ class DanglingOutput(Rule[DropOutput]):
                 if vi.name in visible:
                     continue
                 near = nearest(vi.name, [o for n in g.graph.node for o in n.output if o])
-                hint = (f"; nearest surviving value: '{near}' (produced by "
-                        f"{g.producers[near].name or g.producers[near].op_type})" if near else "")
+                hint = (
+                    f"; nearest surviving value: '{near}' (produced by "
+                    f"{g.producers[near].name or g.producers[near].op_type})"
+                    if near
+                    else ""
+                )
                 yield self.report(
-                    ctx, g, None,
+                    ctx,
+                    g,
+                    None,
                     f"graph output '{vi.name}' is defined by no node, input or initializer"
                     f"{hint}; onnxruntime refuses the model",
-                    label=f"<output {vi.name}>", op_type="GraphOutput",
-                    fix=Fix(f"Remove the output declaration '{vi.name}' (changes the interface)",
-                            DropOutput(vi.name), changes_outputs=frozenset({vi.name})),
+                    label=f"<output {vi.name}>",
+                    op_type="GraphOutput",
+                    fix=Fix(
+                        f"Remove the output declaration '{vi.name}' (changes the interface)",
+                        DropOutput(vi.name),
+                        changes_outputs=frozenset({vi.name}),
+                    ),
                     advice="cut the graph with onnx.utils.extract_model at values that exist, or "
-                    "re-declare the output with `onnxfix repair --output NAME=VALUE`")
+                    "re-declare the output with `onnxfix repair --output NAME=VALUE`",
+                )
 
     def apply(self, editor: RuleEditor, plan: FixPlan[DropOutput]) -> str | None:
         editor.drop_output(plan.params.output)
         return None
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[N] x) => (float[N] y) { y = Relu(x) }""", "output produced"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[N] x) => (float[N] y) { y = Relu(x) }""",
+            "output produced",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[N] x) => (float[N] y, float[N] logits) { y = Relu(x) }""",
-                    "an output cut away", dims={"N": (3, 4)},
-                    reference=lambda f: {"y": f["x"].clip(min=0)}),)
+            "an output cut away",
+            dims={"N": (3, 4)},
+            reference=lambda f: {"y": f["x"].clip(min=0)},
+        ),
+    )

@@ -31,15 +31,27 @@ class UndefinedInput(Rule[None]):
                         continue
                     near = nearest(inp, visible)
                     yield self.report(
-                        ctx, g, node,
+                        ctx,
+                        g,
+                        node,
                         f"input '{inp}' of {node.op_type} {node.name or '(unnamed)'} is defined "
                         "nowhere: no initializer, graph input, node output or outer-scope value "
                         "(a stripped initializer or a cut graph); its values cannot be invented"
                         + (f"; nearest existing name: '{near}'" if near else ""),
-                        label=node.name or f"<{node.op_type}>")
+                        label=node.name or f"<{node.op_type}>",
+                    )
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[N] x) => (float[N] y) { y = Relu(x) }""", "every input defined"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[N] x) => (float[N] y) { y = Relu(x) }""",
+            "every input defined",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[N, 4] x) => (float[N, 4] y) { y = MatMul(x, weight) }""",
-                    "a stripped weight"),)
+            "a stripped weight",
+        ),
+    )

@@ -70,15 +70,29 @@ class ConstantOutput(Rule[None]):
             shown = f" (it is {list(value)} at every input)" if value is not None else ""
             node = g.producers[vi.name]
             yield self.report(
-                ctx, g, node, f"graph output '{vi.name}' depends on no graph input{shown}: "
+                ctx,
+                g,
+                node,
+                f"graph output '{vi.name}' depends on no graph input{shown}: "
                 "tracing baked a value computed from sizes into a constant",
                 label=node.name or f"<{node.op_type}>",
                 advice="compute it with tensor ops instead of Python ints (torch.tensor("
-                "x.size(1)) is a constant once traced)")
+                "x.size(1)) is a constant once traced)",
+            )
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[B, T] x) => (int64[2] s) { s = Shape(x) }""", "a shape computed"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[B, T] x) => (int64[2] s) { s = Shape(x) }""",
+            "a shape computed",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[B, T] x) => (float[B, T] y, int64[1] n) {
                         y = Relu(x)
-                        n = Constant<value = int64[1] {5}>() }""", "a length baked at 5"),)
+                        n = Constant<value = int64[1] {5}>() }""",
+            "a length baked at 5",
+        ),
+    )

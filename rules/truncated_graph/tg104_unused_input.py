@@ -32,15 +32,29 @@ class UnusedInput(Rule[None]):
             if vi.name in init or vi.name in used:
                 continue
             yield self.report(
-                ctx, g, None, f"graph input '{vi.name}' is read by no node: its path was "
+                ctx,
+                g,
+                None,
+                f"graph input '{vi.name}' is read by no node: its path was "
                 "removed (a Python branch decided at trace time?); a runtime that relies on it "
-                "gets no effect from it", label=f"<input {vi.name}>", op_type="GraphInput",
+                "gets no effect from it",
+                label=f"<input {vi.name}>",
+                op_type="GraphInput",
                 advice="check the branches that read it in the exported code; pass --expect to "
-                "check the interface a runtime needs")
+                "check the interface a runtime needs",
+            )
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[N] x) => (float[N] y) { y = Relu(x) }""", "every input read"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[N] x) => (float[N] y) { y = Relu(x) }""",
+            "every input read",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[N] x, int64[N] lengths) => (float[N] y) { y = Relu(x) }""",
-                    "lengths read by nothing"),)
-
+            "lengths read by nothing",
+        ),
+    )

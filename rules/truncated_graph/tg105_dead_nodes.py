@@ -35,22 +35,38 @@ class DeadNodes(Rule[Prune]):
             if not dead:
                 continue
             names = [n.name or n.op_type for n in dead]
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5
-                                            else "")
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
             yield self.report(
-                ctx, g, dead[0], f"{len(dead)} node(s) reach no graph output: {shown}",
+                ctx,
+                g,
+                dead[0],
+                f"{len(dead)} node(s) reach no graph output: {shown}",
                 label=dead[0].name or f"<{dead[0].op_type}>",
-                fix=Fix(f"Remove the {len(dead)} dead node(s)",
-                        Prune(tuple(o for n in dead for o in n.output if o))))
+                fix=Fix(
+                    f"Remove the {len(dead)} dead node(s)",
+                    Prune(tuple(o for n in dead for o in n.output if o)),
+                ),
+            )
 
     def apply(self, editor: RuleEditor, plan: FixPlan[Prune]) -> str | None:
         editor.prune(plan.params.outputs)
         return None
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[N] x) => (float[N] y) { y = Relu(x) }""", "every node used"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[N] x) => (float[N] y) { y = Relu(x) }""",
+            "every node used",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[N] x) => (float[N] y) {
                         s = Shape(x)
-                        y = Relu(x) }""", "a Shape feeding nothing",
-                    dims={"N": (3, 4)}, reference=lambda f: {"y": f["x"].clip(min=0)}),)
+                        y = Relu(x) }""",
+            "a Shape feeding nothing",
+            dims={"N": (3, 4)},
+            reference=lambda f: {"y": f["x"].clip(min=0)},
+        ),
+    )

@@ -13,8 +13,8 @@ class DuplicateOrEmptyName(Rule[None]):
         "Finds values defined more than once (two nodes writing one name, an initializer "
         "shadowed by a node output, a graph input declared twice) and graph inputs, outputs "
         "or initializers with an empty name.",
-        "ONNX graphs are single-assignment; onnxruntime refuses duplicates (\"Duplicate "
-        "definition\") and empty names.",
+        'ONNX graphs are single-assignment; onnxruntime refuses duplicates ("Duplicate '
+        'definition") and empty names.',
         "Add(a, b) -> y ;  Mul(a, b) -> y",
         "No fix: which definition is meant cannot be decided from the graph.",
     )
@@ -24,7 +24,7 @@ class DuplicateOrEmptyName(Rule[None]):
     summary = "A value is defined twice, or a graph name is empty"
     family = FAMILY
 
-    def detect(self, ctx: Context) -> Iterator[Detection]:  # noqa: C901
+    def detect(self, ctx: Context) -> Iterator[Detection]:  # noqa: C901 - one check per kind of name
         for g in ctx.graphs:
             seen: dict[str, str] = {}
             init = {t.name for t in g.graph.initializer}
@@ -47,19 +47,38 @@ class DuplicateOrEmptyName(Rule[None]):
                     if not o:
                         continue
                     if o in seen:
-                        problems.append((o, f"'{o}' is written by {n.op_type} {n.name or ''} "
-                                         f"and already defined by a {seen[o]}"))
+                        problems.append(
+                            (
+                                o,
+                                f"'{o}' is written by {n.op_type} {n.name or ''} "
+                                f"and already defined by a {seen[o]}",
+                            )
+                        )
                     seen[o] = f"node {n.name or n.op_type}"
             for name, msg in problems:
                 node = g.producers.get(name)
                 yield self.report(
-                    ctx, g, node, f"{msg}; onnxruntime refuses such a graph",
+                    ctx,
+                    g,
+                    node,
+                    f"{msg}; onnxruntime refuses such a graph",
                     label=(node.name if node is not None else "") or f"<{name or 'empty'}>",
-                    op_type=node.op_type if node is not None else "Value")
+                    op_type=node.op_type if node is not None else "Value",
+                )
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[N] x) => (float[N] y) { y = Relu(x) }""", "single assignment"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[N] x) => (float[N] y) { y = Relu(x) }""",
+            "single assignment",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[N] a, float[N] b) => (float[N] y) {
                         y = Add(a, b)
-                        y = Mul(a, b) }""", "two nodes write y"),)
+                        y = Mul(a, b) }""",
+            "two nodes write y",
+        ),
+    )

@@ -27,8 +27,12 @@ class OutputDimMislabeled(Rule[None]):
 
     def detect(self, ctx: Context) -> Iterator[Detection]:
         g = ctx.main
-        input_syms = {d.dim_param for vi in g.graph.input
-                      for d in vi.type.tensor_type.shape.dim if d.dim_param}
+        input_syms = {
+            d.dim_param
+            for vi in g.graph.input
+            for d in vi.type.tensor_type.shape.dim
+            if d.dim_param
+        }
         for vi in g.graph.output:
             shape = g.shape(vi.name)
             if shape is None:
@@ -41,15 +45,29 @@ class OutputDimMislabeled(Rule[None]):
                 if d.kind == "sym" or not d.varies or named(name) == d or not closed_form(d):
                     continue
                 yield self.report(
-                    ctx, g, g.producers.get(vi.name),
+                    ctx,
+                    g,
+                    g.producers.get(vi.name),
                     f"output '{vi.name}' axis {axis} is declared '{name}', the name of an "
                     f"input dim, but the graph computes {d}: code that sizes buffers "
                     "or checks shapes from the declaration will be wrong",
-                    label=f"<output {vi.name}>", op_type="GraphOutput",
-                    advice="give the output axis its own name in dynamic_axes")
+                    label=f"<output {vi.name}>",
+                    op_type="GraphOutput",
+                    advice="give the output axis its own name in dynamic_axes",
+                )
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
-                  g (float[B, T] x) => (float[B, T] y) { y = Relu(x) }""", "same T"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+                  g (float[B, T] x) => (float[B, T] y) { y = Relu(x) }""",
+            "same T",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[B, 1, T] x, float[4, 1, 3] w) => (float[B, 4, T] y) {
-                        y = Conv<strides = [2]>(x, w) }""", "a strided conv output called T"),)
+                        y = Conv<strides = [2]>(x, w) }""",
+            "a strided conv output called T",
+        ),
+    )

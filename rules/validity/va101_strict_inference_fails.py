@@ -77,13 +77,26 @@ class StrictInferenceFails(Rule[None]):
         for op, name, msg in strict_inference_errors(ctx.strict_error):
             g, node = nodes.get(name, (ctx.main, None))
             yield self.report(
-                ctx, g, node, "strict ONNX type/shape inference fails here, so onnxruntime "
-                f"refuses the model at load: {msg}", label=name or "<model>",
-                op_type=op or "?")
+                ctx,
+                g,
+                node,
+                "strict ONNX type/shape inference fails here, so onnxruntime "
+                f"refuses the model at load: {msg}",
+                label=name or "<model>",
+                op_type=op or "?",
+            )
 
-    valid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+    valid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                   g (float[2, 3] a, float[3] b) => (float[2, 3] y) { y = Add(a, b) }""",
-                  "types agree"),)
-    invalid = (Case("""<ir_version: 8, opset_import: ["" : 17]>
+            "types agree",
+        ),
+    )
+    invalid = (
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
                     g (float[2, 3] a, int64[3] b) => (float[2, 3] y) { y = Add(a, b) }""",
-                    "float plus int64"),)
+            "float plus int64",
+        ),
+    )

@@ -50,16 +50,18 @@ def mask_indexing(g: GraphCtx, node: onnx.NodeProto) -> Match[MaskEvidence]:
     cond, data = tuple(shapes[0]), tuple(shapes[di])
     rc = len(cond)
     if rc == 0 or rc >= len(data):
-        return fail(f"the condition's rank {rc} is not below the data's rank {len(data)}",
-                    node, 2)
+        return fail(f"the condition's rank {rc} is not below the data's rank {len(data)}", node, 2)
     if not all(c == d or c == 1 for c, d in zip(cond, data[:rc])):
-        return fail(f"the condition {list(map(str, cond))} is not the data's leading dims "
-                    f"{list(map(str, data[:rc]))}", node, 3)
+        return fail(
+            f"the condition {list(map(str, cond))} is not the data's leading dims "
+            f"{list(map(str, data[:rc]))}",
+            node,
+            3,
+        )
     axes = list(range(rc, len(data)))
     after = broadcast([cond + (1,) * len(axes), shapes[1], shapes[2]])
     if not after.ok:
-        return fail("the operands would not broadcast even with the condition unsqueezed",
-                    node, 4)
+        return fail("the operands would not broadcast even with the condition unsqueezed", node, 4)
     return ok(MaskEvidence(names, shapes, di, axes, check))
 
 

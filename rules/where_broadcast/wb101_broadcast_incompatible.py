@@ -40,37 +40,55 @@ class BroadcastIncompatible(Rule[None]):
     ops = frozenset(BROADCAST_OPS)
     messages = {"main": "{op} operands cannot broadcast ({axes}): {operands}"}
 
-    def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto
-              ) -> Match[tuple[list[str], list[Shape], BroadcastCheck]]:
+    def match(
+        self, ctx: Context, g: GraphCtx, node: onnx.NodeProto
+    ) -> Match[tuple[list[str], list[Shape], BroadcastCheck]]:
         got = operands(g, node)
         if not got:
-            return got  # type: ignore[return-value]
+            return got
         names, shapes = got.get()
         check = broadcast(shapes)
         if not check.concrete:
             return fail("no two concrete sizes conflict", node, 1)
         return ok((names, shapes, check))
 
-    def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto,
-              evidence: tuple[list[str], list[Shape], BroadcastCheck]) -> Detection:
+    def found(
+        self,
+        ctx: Context,
+        g: GraphCtx,
+        node: onnx.NodeProto,
+        evidence: tuple[list[str], list[Shape], BroadcastCheck],
+    ) -> Detection:
         names, shapes, check = evidence
-        axes = ", ".join(f"axis -{axis}: {' vs '.join(map(ctx.fmt_dim, dims))}"
-                         for axis, dims in check.conflicts)
+        axes = ", ".join(
+            f"axis -{axis}: {' vs '.join(map(ctx.fmt_dim, dims))}" for axis, dims in check.conflicts
+        )
         desc = ", ".join(f"{n} {ctx.fmt(s)}" for n, s in zip(names, shapes))
         return self.report(
-            ctx, g, node, self.msg("main", op=node.op_type, axes=axes, operands=desc),
-            inputs=names, advice="no automatic fix: decide which operand has the wrong shape")
+            ctx,
+            g,
+            node,
+            self.msg("main", op=node.op_type, axes=axes, operands=desc),
+            inputs=names,
+            advice="no automatic fix: decide which operand has the wrong shape",
+        )
 
     valid = (
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[2, 3] a, float[3] b) => (float[2, 3] y) { y = Add(a, b) }""",
-             "trailing dims agree"),
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+            "trailing dims agree",
+        ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] a, float[1, 8] b) => (float[B, T, 8] y) { y = Mul(a, b) }""",
-             "a 1 broadcasts"),
+            "a 1 broadcasts",
+        ),
     )
     invalid = (
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[2, 3] a, float[4] b) => (float[2, 3] y) { y = Add(a, b) }""",
-             "3 vs 4 on the last axis"),
+            "3 vs 4 on the last axis",
+        ),
     )

@@ -94,60 +94,95 @@ class WhereMaskLeftAligned(Rule[UnsqueezeCondition]):
     def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[MaskEvidence]:
         return mask_indexing(g, node)
 
-    def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, ev: MaskEvidence
-              ) -> Detection:
+    def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, ev: MaskEvidence) -> Detection:
         names, shapes = ev.names, ev.shapes
-        fails = ("fails for every input" if ev.check.concrete
-                 else "fails at run time unless " + "; ".join(conditional_terms(ctx, ev.check)))
-        message = self.msg("main", cond=names[0], cond_shape=ctx.fmt(shapes[0]),
-                           data=names[ev.data], data_shape=ctx.fmt(shapes[ev.data]), fails=fails)
+        fails = (
+            "fails for every input"
+            if ev.check.concrete
+            else "fails at run time unless " + "; ".join(conditional_terms(ctx, ev.check))
+        )
+        message = self.msg(
+            "main",
+            cond=names[0],
+            cond_shape=ctx.fmt(shapes[0]),
+            data=names[ev.data],
+            data_shape=ctx.fmt(shapes[ev.data]),
+            fails=fails,
+        )
         return self.report(
-            ctx, g, node, message, inputs=names,
-            fix=Fix(f"Unsqueeze the condition on axes {ev.axes}",
-                    UnsqueezeCondition(tuple(ev.axes), len(shapes[ev.data]), ev.data)),
+            ctx,
+            g,
+            node,
+            message,
+            inputs=names,
+            fix=Fix(
+                f"Unsqueeze the condition on axes {ev.axes}",
+                UnsqueezeCondition(tuple(ev.axes), len(shapes[ev.data]), ev.data),
+            ),
             advice="unsqueeze the mask before indexing: x.masked_fill(mask.unsqueeze(-1), v), "
-            "or export with dynamo=True")
+            "or export with dynamo=True",
+        )
 
     def apply(self, editor: RuleEditor, plan: FixPlan[UnsqueezeCondition]) -> str | None:
         node = plan.anchor.node
         assert node is not None
         new = editor.unsqueeze(node.input[0], plan.params.axes)
         checked = semantics.check_rewrite(
-            [*new, _where_on(new[-1].output[0], node)], plan.anchor.graph, node,
+            [*new, _where_on(new[-1].output[0], node)],
+            plan.anchor.graph,
+            node,
             {"cond": node.input[0], "a": node.input[1], "b": node.input[2]},
-            _left_aligned, "numpy's left-aligned x[mask] = v", editor.opset)
+            _left_aligned,
+            "numpy's left-aligned x[mask] = v",
+            editor.opset,
+        )
         editor.insert_before(node, new)
         editor.set_input(node, 0, new[-1].output[0])
         return checked
 
     valid = (
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] x, bool[B, T, 1] m) => (float[B, T, 8] y) {
                  z = Constant<value = float {0.0}>()
-                 y = Where(m, z, x) }""", "the mask was unsqueezed"),
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+                 y = Where(m, z, x) }""",
+            "the mask was unsqueezed",
+        ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] x, bool[T, 8] m) => (float[B, T, 8] y) {
                  z = Constant<value = float {0.0}>()
-                 y = Where(m, z, x) }""", "the mask lines up with the trailing dims"),
+                 y = Where(m, z, x) }""",
+            "the mask lines up with the trailing dims",
+        ),
     )
     invalid = (
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] x, bool[B, T] m) => (float[B, T, 8] y) {
                  z = Constant<value = float {0.0}>()
-                 y = Where(m, z, x) }""", "x[mask] = 0 with mask [B, T]",
-             dims={"B": (2, 3), "T": (5, 7)},
-             reference=lambda f: _left_aligned({"cond": f["m"], "a": np.float32(0.0),
-                                                "b": f["x"]})),
-        Case("""<ir_version: 8, opset_import: ["" : 11]>
+                 y = Where(m, z, x) }""",
+            "x[mask] = 0 with mask [B, T]",
+            dims={"B": (2, 3), "T": (5, 7)},
+            reference=lambda f: _left_aligned(
+                {"cond": f["m"], "a": np.array(0.0, np.float32), "b": f["x"]}
+            ),
+        ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 11]>
              g (float[T, 4] x, bool[T] m) => (float[T, 4] y) {
                  v = Constant<value = float {1.5}>()
-                 y = Where(m, x, v) }""", "x[~mask] = v, opset 11 (axes as an attribute)",
-             dims={"T": (5, 6)},
-             reference=lambda f: _left_aligned({"cond": f["m"], "a": f["x"],
-                                                "b": np.float32(1.5)})),
+                 y = Where(m, x, v) }""",
+            "x[~mask] = v, opset 11 (axes as an attribute)",
+            dims={"T": (5, 6)},
+            reference=lambda f: _left_aligned(
+                {"cond": f["m"], "a": f["x"], "b": np.array(1.5, np.float32)}
+            ),
+        ),
     )
 
 
 def _where_on(cond: str, node: onnx.NodeProto) -> onnx.NodeProto:
-    return onnx.helper.make_node("Where", [cond, node.input[1], node.input[2]],
-                                 list(node.output), name=node.name)
+    return onnx.helper.make_node(
+        "Where", [cond, node.input[1], node.input[2]], list(node.output), name=node.name
+    )

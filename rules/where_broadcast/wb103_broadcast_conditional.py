@@ -13,7 +13,8 @@ def _varying_vs_fixed(check: BroadcastCheck) -> bool:
     """A conflict binds an input-dependent dim to a fixed size > 1."""
     for _axis, dims in check.conflicts:
         if any(isinstance(d, int) and d > 1 for d in dims) and any(
-                isinstance(d, Sym) and d.varies for d in dims):
+            isinstance(d, Sym) and d.varies for d in dims
+        ):
             return True
     return False
 
@@ -47,11 +48,12 @@ class BroadcastConditional(Rule[None]):
     ops = frozenset(BROADCAST_OPS)
     messages = {"main": "{op} operands {operands} broadcast only if {terms}"}
 
-    def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto
-              ) -> Match[tuple[list[str], list[Shape], BroadcastCheck]]:
+    def match(
+        self, ctx: Context, g: GraphCtx, node: onnx.NodeProto
+    ) -> Match[tuple[list[str], list[Shape], BroadcastCheck]]:
         got = operands(g, node)
         if not got:
-            return got  # type: ignore[return-value]
+            return got
         names, shapes = got.get()
         check = broadcast(shapes)
         if check.ok:
@@ -62,23 +64,41 @@ class BroadcastConditional(Rule[None]):
             return fail("no input-dependent dim meets a fixed size", node, 2)
         return ok((names, shapes, check))
 
-    def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto,
-              evidence: tuple[list[str], list[Shape], BroadcastCheck]) -> Detection:
+    def found(
+        self,
+        ctx: Context,
+        g: GraphCtx,
+        node: onnx.NodeProto,
+        evidence: tuple[list[str], list[Shape], BroadcastCheck],
+    ) -> Detection:
         names, shapes, check = evidence
         desc = ", ".join(f"'{n}' {ctx.fmt(s)}" for n, s in zip(names, shapes))
         return self.report(
-            ctx, g, node, self.msg("main", op=node.op_type, operands=desc,
-                                   terms="; ".join(conditional_terms(ctx, check))),
-            inputs=names, advice="no automatic fix: check the exporting code for this size "
-            "(a fixed-size table or a mask built for another axis)")
+            ctx,
+            g,
+            node,
+            self.msg(
+                "main",
+                op=node.op_type,
+                operands=desc,
+                terms="; ".join(conditional_terms(ctx, check)),
+            ),
+            inputs=names,
+            advice="no automatic fix: check the exporting code for this size "
+            "(a fixed-size table or a mask built for another axis)",
+        )
 
     valid = (
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] x, float[1, 1, 8] b) => (float[B, T, 8] y) { y = Add(x, b) }""",
-             "a bias over channels"),
+            "a bias over channels",
+        ),
     )
     invalid = (
-        Case("""<ir_version: 8, opset_import: ["" : 17]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] x, float[1, 20, 8] pe) => (float[B, T, 8] y) { y = Add(x, pe) }""",
-             "a positional table of the traced length"),
+            "a positional table of the traced length",
+        ),
     )

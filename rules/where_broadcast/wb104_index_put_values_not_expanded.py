@@ -76,8 +76,10 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
     code = "WB104"
     name = "index-put-values-not-expanded"
     severity = Severity.ERROR
-    summary = ("ScatterND from x[mask] = v takes the first N values of v instead of "
-               "repeating v per selected row")
+    summary = (
+        "ScatterND from x[mask] = v takes the first N values of v instead of "
+        "repeating v per selected row"
+    )
     family = FAMILY
     fixable = Applicability.SAFE
     ops = frozenset({"ScatterND"})
@@ -88,8 +90,7 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
         "{n} elements are selected and writes wrong values when fewer",
     }
 
-    def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto
-              ) -> Match[ScatterEvidence]:
+    def match(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[ScatterEvidence]:
         """Recognise ScatterND(x, Transpose(NonZero(m)), Slice(v, 0, N)) from index_put."""
         if len(node.input) < 3:
             return fail("fewer than three inputs", node)
@@ -102,8 +103,7 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
             return fail("the indices are not Transpose(NonZero(mask))", node, 2)
         mask = found[1].input[0]
         if g.dtype(mask) != onnx.TensorProto.BOOL or g.shape(mask) != tuple(xs):
-            return fail("the NonZero input is not a boolean mask of the data's shape",
-                        found[1], 3)
+            return fail("the NonZero input is not a boolean mask of the data's shape", found[1], 3)
         if ms_idx[1] != len(xs) or len(us) != 1:
             return fail("the indices do not address single elements", node, 4)
         sl = g.producer(updates)
@@ -113,8 +113,7 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
         vs = g.shape(values)
         if vs is None or g.value(sl.input[1]) != (0,) or g.value(sl.input[2]) != (ms_idx[0],):
             return fail("the updates are not the first N values of a tensor", sl, 6)
-        if len(sl.input) > 3 and sl.input[3] and g.value(sl.input[3]) not in (
-                (0,), (-len(vs),)):
+        if len(sl.input) > 3 and sl.input[3] and g.value(sl.input[3]) not in ((0,), (-len(vs),)):
             return fail("the slice is not on the values' first axis", sl, 7)
         if len(vs) > len(xs) or not broadcast([vs, xs]).ok or any(isinstance(d, Sym) for d in vs):
             return fail("the values do not broadcast onto the data", sl, 8)
@@ -123,17 +122,32 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
             return fail("a single value repeated is what the slice gives: correct", sl, 9)
         return ok(ScatterEvidence(mask, values, data, n_values, (indices, updates)))
 
-    def found(self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, ev: ScatterEvidence
-              ) -> Detection:
+    def found(
+        self, ctx: Context, g: GraphCtx, node: onnx.NodeProto, ev: ScatterEvidence
+    ) -> Detection:
         names = list(node.input[:3])
-        message = self.msg("main", updates=names[2], values=ev.values,
-                           values_shape=ctx.fmt(g.shape(ev.values)), data=names[0],
-                           data_shape=ctx.fmt(g.shape(names[0])), n=ev.n_values)
+        message = self.msg(
+            "main",
+            updates=names[2],
+            values=ev.values,
+            values_shape=ctx.fmt(g.shape(ev.values)),
+            data=names[0],
+            data_shape=ctx.fmt(g.shape(names[0])),
+            n=ev.n_values,
+        )
         return self.report(
-            ctx, g, node, message, inputs=names,
-            fix=Fix(f"Replace the NonZero/ScatterND lowering with Where({ev.mask}, "
-                    f"{ev.values}, {ev.data})", ev),
-            advice="write torch.where(mask.unsqueeze(-1), v, x), or export with dynamo=True")
+            ctx,
+            g,
+            node,
+            message,
+            inputs=names,
+            fix=Fix(
+                f"Replace the NonZero/ScatterND lowering with Where({ev.mask}, "
+                f"{ev.values}, {ev.data})",
+                ev,
+            ),
+            advice="write torch.where(mask.unsqueeze(-1), v, x), or export with dynamo=True",
+        )
 
     def apply(self, editor: RuleEditor, plan: FixPlan[ScatterEvidence]) -> str | None:
         node = plan.anchor.node
@@ -143,14 +157,21 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
         del where.output[:]
         where.output.extend(node.output)
         checked = semantics.check_rewrite(
-            [where], plan.anchor.graph, node, {"mask": p.mask, "v": p.values, "x": p.data},
-            _assign, "numpy's x[mask] = v", editor.opset)
+            [where],
+            plan.anchor.graph,
+            node,
+            {"mask": p.mask, "v": p.values, "x": p.data},
+            _assign,
+            "numpy's x[mask] = v",
+            editor.opset,
+        )
         editor.replace(node, where)
         editor.prune(p.orphans)
         return checked
 
     invalid = (
-        Case("""<ir_version: 8, opset_import: ["" : 13]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 13]>
              g (float[B, T, 4] x, bool[B, T] mask) => (float[B, T, 4] y) {
                  v = Constant<value = float[4] {1.0, 2.0, 3.0, 4.0}>()
                  ax = Constant<value = int64[1] {2}>()
@@ -162,15 +183,21 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
                  n = Shape<start = 0, end = 1>(idx)
                  zero = Constant<value = int64[1] {0}>()
                  upd = Slice(v, zero, n)
-                 y = ScatterND(x, idx, upd) }""", "x[mask] = v with a vector v",
-             dims={"B": (2, 3), "T": (5, 6)},
-             reference=lambda f: _assign({"x": f["x"], "mask": f["mask"],
-                                          "v": np.arange(1, 5, dtype=np.float32)})),
+                 y = ScatterND(x, idx, upd) }""",
+            "x[mask] = v with a vector v",
+            dims={"B": (2, 3), "T": (5, 6)},
+            reference=lambda f: _assign(
+                {"x": f["x"], "mask": f["mask"], "v": np.arange(1, 5, dtype=np.float32)}
+            ),
+        ),
     )
     valid = (
-        Case("""<ir_version: 8, opset_import: ["" : 13]>
+        Case(
+            """<ir_version: 8, opset_import: ["" : 13]>
              g (float[B, T, 4] x, bool[B, T, 4] m, float[N] u) => (float[B, T, 4] y) {
                  nz = NonZero(m)
                  idx = Transpose<perm = [1, 0]>(nz)
-                 y = ScatterND(x, idx, u) }""", "updates computed per element"),
+                 y = ScatterND(x, idx, u) }""",
+            "updates computed per element",
+        ),
     )
