@@ -244,7 +244,6 @@ def _explain(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from onnxfix import gate, report
     from onnxfix.io import ModelError
-    from onnxfix.verify import ProviderError
 
     cfg, select, ignore, contract = _options(args)
     dims = dict(cfg.dims)
@@ -270,7 +269,7 @@ def _check(args: argparse.Namespace) -> int:
     except ModelError as exc:
         print(f"onnxfix: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    except ProviderError as exc:
+    except (gate.ProviderError, gate.DimsError) as exc:
         raise UsageError(str(exc)) from None
     result.lint.findings = cfg.adjust(args.model, result.lint.findings)
     report.render_check(args.format, result)

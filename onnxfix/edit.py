@@ -11,7 +11,7 @@ edit of a round at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,9 +138,12 @@ class Editor:
     the subgraphs they hold), which would detach references into them.
     """
 
-    def __init__(self, model: onnx.ModelProto, opset: int) -> None:
+    def __init__(
+        self, model: onnx.ModelProto, opset: int, fmt_dim: Callable[[Any], str] = str
+    ) -> None:
         self.model = model
         self.opset = opset
+        self.fmt_dim = fmt_dim
         self.namer = Namer(model)
         self._graphs: dict[int, _GraphEdits] = {}
 
@@ -201,6 +204,10 @@ class RuleEditor:
     @property
     def opset(self) -> int:
         return self.editor.opset
+
+    def fmt_dim(self, dim: Any) -> str:
+        """A dim as reports show it (the output's declared name, or a short name)."""
+        return self.editor.fmt_dim(dim)
 
     def _base(self, suffix: str) -> str:
         origin = self.node

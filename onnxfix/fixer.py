@@ -14,9 +14,11 @@ from typing import Any
 import onnx
 
 from onnxfix import contracts, edit
+from onnxfix.context import Context
 from onnxfix.findings import Applicability, Finding
 from onnxfix.linter import analyse
-from onnxfix.rule import Detection, RewriteRejected, Rule
+from onnxfix.rule import Detection, FixPlan, RewriteRejected, Rule
+from onnxfix.shapes import Dim
 
 #: Fix rounds before a repair is declared non-convergent.
 MAX_ROUNDS = 8
@@ -36,6 +38,8 @@ class Applied:
     #: what the rewrite was checked against on its own, if anything
     checked: str | None = None
     changes_outputs: frozenset[str] = frozenset()
+    #: the dims of the fixed node's inputs, for probes that exercise them
+    dims: tuple[Dim, ...] = ()
 
 
 @dataclass
@@ -46,6 +50,8 @@ class FixRun:
     after: list[Finding]
     #: detections of the last round (with fix plans), for reasons and advice
     last: list[Detection] = field(default_factory=list)
+    #: the analysis of the model as it is after the last round
+    ctx: Context | None = None
 
     @property
     def fixed(self) -> list[Finding]:
@@ -83,8 +89,8 @@ def run_fixes(
             first = [d.finding for d in found]
         todo = [d for d in found if allowed(d, unsafe)]
         if not todo:
-            return FixRun(applied, first, [d.finding for d in found], found)
-        editor = edit.Editor(model, ctx.opset)
+            return FixRun(applied, first, [d.finding for d in found], found, ctx)
+        editor = edit.Editor(model, ctx.opset, ctx.fmt_dim)
         seen: set[tuple[int, int]] = set()
         for d in todo:
             plan = d.plan
@@ -104,9 +110,16 @@ def run_fixes(
                 raise FixFailed(
                     f"{d.finding.rule} at {d.finding.node}: {type(exc).__name__}: {exc}"
                 ) from exc
-            applied.append(Applied(d.finding, checked, plan.changes_outputs))
+            applied.append(Applied(d.finding, checked, plan.changes_outputs, _dims(plan)))
         editor.commit()
     raise NonConvergence(f"fixes did not converge after {MAX_ROUNDS} rounds")
+
+
+def _dims(plan: FixPlan[Any]) -> tuple[Dim, ...]:
+    node, g = plan.anchor.node, plan.anchor.graph
+    if node is None:
+        return ()
+    return tuple(d for i in node.input if i for d in (g.shape(i) or ()))
 
 
 def apply_fixes(

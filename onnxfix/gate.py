@@ -1,22 +1,38 @@
 """``onnxfix check``: will this model deploy?  Lint, load in onnxruntime, run at probes.
 
-Nothing here is imported by ``lint``; onnxruntime is imported by
-:mod:`onnxfix.verify` only when a model is run.
+A gate CI can trust must be right both ways:
+
+* it FAILs only on a failure that does not depend on values it made up: a
+  failure at a node a lint error explains, a load failure, a mismatch with a
+  stored reference, or a runtime failure that no made-up input reaches;
+* when a failure may come from made-up values (a shape input, a branch), or a
+  probe passes its memory or time limit, the answer is "could not verify"
+  (exit 2), with what would settle it (``--reference``);
+* it stays bounded: probes run in a child process (:mod:`onnxfix.runner`) at
+  the smallest sizes that exercise every derived dim (:mod:`onnxfix.plan`).
+
+Nothing here is imported by ``lint``.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import onnx
 
-from onnxfix import context, contracts, io, probe
+from onnxfix import context, contracts, io, plan, probe, registry, runner
 from onnxfix.findings import Finding, Severity
-from onnxfix.linter import LintResult, lint
+from onnxfix.linter import LintResult, analyse
+from onnxfix.roles import infer as infer_roles
+from onnxfix.shapes import Dim
+
+
+class DimsError(ValueError):
+    """``--dims`` names that are not dynamic dims of the model (a usage error)."""
 
 
 @dataclass
@@ -29,6 +45,10 @@ class ProbeRun:
     scope: str | None = None
     explained_by: str | None = None
     max_abs_diff: float | None = None
+    #: derived dims at this setting (``T=12``), for the report
+    derived: dict[str, int] = field(default_factory=dict)
+    #: a failure that may come from values the probe made up
+    doubtful: str | None = None
 
 
 @dataclass
@@ -38,11 +58,14 @@ class CheckResult:
     load_error: str | None = None
     runs: list[ProbeRun] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: why the check could not decide (exit 2), if it could not
+    inconclusive: str | None = None
 
     @property
     def passed(self) -> bool:
         return (
-            not self.lint.errors
+            self.inconclusive is None
+            and not self.lint.errors
             and self.load_error is None
             and bool(self.runs)
             and all(r.ok for r in self.runs)
@@ -50,19 +73,27 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.passed else 1
+        if self.passed:
+            return 0
+        return 2 if self.inconclusive is not None and not self._definite() else 1
+
+    def _definite(self) -> bool:
+        """A failure that stands whatever the made-up values were."""
+        if self.lint.errors or self.load_error is not None:
+            return True
+        return any(not r.ok and r.doubtful is None for r in self.runs)
 
 
 _ORT_NODE = re.compile(r"(?:Name:\s*'([^']+)'|[Nn]ode \(([^)]+)\))")
 
 
-def _explain(
+def explain(
     error: str, model: onnx.ModelProto, findings: list[Finding]
-) -> tuple[str | None, str | None, str | None]:
-    """Map an onnxruntime error to (node, PyTorch scope, rule code that explains it)."""
+) -> tuple[onnx.NodeProto | None, str | None, str | None, str | None]:
+    """Map an onnxruntime error to (node, its name, PyTorch scope, rule that explains it)."""
     m = _ORT_NODE.search(error)
     if m is None:
-        return None, None, None
+        return None, None, None, None
     name = m.group(1) or m.group(2)
     # onnxruntime names fused nodes after their origin ('/a/MatMul/MatmulTransposeFusion/')
     nodes = {n.name: n for n in model.graph.node if n.name}
@@ -70,11 +101,70 @@ def _explain(
         (nodes[k] for k in sorted(nodes, key=len, reverse=True) if name.startswith(k + "/")), None
     )
     if node is None:
-        return name, None, None
-    rule = next((f.rule for f in findings if f.node == node.name), None)
+        return None, name, None, None
+    rule = next(
+        (f.rule for f in findings if f.node == node.name and f.severity == Severity.ERROR), None
+    )
     if rule is None:  # a wrong shape made upstream (a repeat) fails here: name the cause
         rule = next((f.rule for f in findings if f.severity == Severity.ERROR), None)
-    return node.name, context.scope_of(node), rule
+    return node, node.name, context.scope_of(node), rule
+
+
+def _reaches(model: onnx.ModelProto, sources: set[str], target: onnx.NodeProto) -> bool:
+    """Whether any value in ``sources`` flows into ``target`` (also through subgraphs)."""
+    producers = {o: n for n in model.graph.node for o in n.output if o}
+    stack, seen = list(target.input), set()
+    while stack:
+        v = stack.pop()
+        if v in seen:
+            continue
+        seen.add(v)
+        if v in sources:
+            return True
+        p = producers.get(v)
+        if p is not None:
+            stack.extend(i for i in p.input if i)
+    return False
+
+
+def settings_for(
+    ctx: context.Context,
+    model: onnx.ModelProto,
+    dims: dict[str, list[int]] | None,
+    findings: list[Finding],
+) -> tuple[list[plan.Setting], list[str]]:
+    """Planned settings, or every combination of the ``--dims`` values (other dims planned)."""
+    syms = probe.input_symbols(model)
+    if dims:
+        unknown = sorted(set(dims) - set(syms))
+        if unknown:
+            have = ", ".join(syms) or "none (all input dims are fixed)"
+            raise DimsError(
+                f"--dims names no dynamic dim of the model's inputs: "
+                f"{', '.join(unknown)} (the model's dims: {have})"
+            )
+    focus: list[Dim] = []
+    for f in findings:  # the dims of nodes with errors are the ones worth exercising
+        if f.severity == Severity.ERROR:
+            for _name, shape in f.inputs:
+                focus.extend(_parse_dims(ctx, shape))
+    base = plan.plan(ctx, syms, focus=focus)
+    if not dims:
+        return base.settings, base.notes
+    names = [s for s in syms if s in dims]
+    out: list[plan.Setting] = []
+    for combo in list(itertools.product(*(dims[s] for s in names)))[:64]:
+        fixed = dict(zip(names, combo))
+        planned = plan.plan(ctx, syms, focus=focus, fixed=fixed)
+        for s in planned.settings[:1]:
+            out.append(s)
+    return out, base.notes
+
+
+def _parse_dims(ctx: context.Context, shape: str) -> list[Dim]:
+    """The symbolic dims behind a finding's rendered input shape (for planning)."""
+    names = {ctx.fmt_dim(d): d for s in ctx.main.shapes.shapes.values() for d in s or ()}
+    return [names[t.strip()] for t in shape.strip("[]").split(",") if t.strip() in names]
 
 
 def check(
@@ -89,63 +179,87 @@ def check(
 ) -> CheckResult:
     """Lint, load in onnxruntime, and run at probe settings: will this model deploy?
 
-    Without ``dims`` every dynamic dim gets a distinct value other than 1 (1 hides
-    broadcasting bugs): the check passes if the model runs at both settings of some
-    rung of the probe ladder.  With ``dims`` ({"T": [1, 37, 400], ...}) every
-    combination must run.  ``reference`` (an ``.npz`` of inputs and outputs) must
-    be reproduced.  ``providers`` are onnxruntime execution providers (default: CPU);
-    one that is not installed raises :class:`onnxfix.verify.ProviderError`.
+    Without ``dims`` the probes are planned (every derived dim at least 2, the dims of
+    nodes with errors distinct, two settings).  With ``dims`` ({"T": [1, 37, 400]})
+    every combination runs, other dims planned.  ``reference`` (an ``.npz`` of inputs
+    and outputs) must be reproduced.  ``providers`` are onnxruntime execution providers.
+    Raises :class:`DimsError` for ``--dims`` names the model does not have.
     """
-    import itertools
-
-    from onnxfix import verify
-
-    model = io.load(path).model  # read once: lint and the probes share it
-    linted = lint(model, select=select, ignore=ignore, expect=expect)
-    linted.path = str(path)
-    result = CheckResult(str(path), linted)
-    try:
-        sess = verify.session(Path(path), providers)
-    except verify.ProviderError:
-        raise
-    except Exception as exc:
-        result.load_error = verify.first_error_line(exc)
-        node, scope, rule = _explain(result.load_error, model, result.lint.findings)
-        result.runs.append(ProbeRun({}, False, result.load_error, node, scope, rule))
-        return result
-    symbols = probe.input_symbols(model)
-
-    def attempt(
-        setting: dict[str, int], feeds: dict | None = None, want: dict | None = None
-    ) -> ProbeRun:
-        try:
-            feeds = feeds if feeds is not None else probe.make_inputs(model, setting)
-            if feeds is None:
-                return ProbeRun(setting, False, "inputs too large to probe")
-            got = verify.run(sess, feeds)
-            diff = verify.compare(got, want) if want is not None else None
-            return ProbeRun(setting, True, max_abs_diff=diff)
-        except Exception as exc:
-            err = verify.first_error_line(exc)
-            node, scope, rule = _explain(err, model, result.lint.findings)
-            return ProbeRun(setting, False, err, node, scope, rule)
-
+    loaded = io.load(path)
+    model = loaded.model
+    found, ctx = analyse(model, registry.select(select, ignore), contracts.resolve(expect))
+    findings = [d.finding for d in found]
+    notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
+    result = CheckResult(str(path), LintResult(str(path), findings, notes))
+    settings, plan_notes = settings_for(ctx, model, dims, findings)
+    result.notes += plan_notes
+    runs: list[runner.Run] = []
     if reference is not None:
-        for feeds, want in probe.load_reference(reference):
-            result.runs.append(attempt(probe.setting_of(model, feeds), feeds, want))
-    if dims:
-        unknown = sorted(set(dims) - set(symbols))
-        if unknown:
-            result.notes.append(f"--dims names no dynamic dim of the inputs: {unknown}")
-        names = [s for s in symbols if s in dims]
-        combos = list(itertools.product(*(dims[s] for s in names)))[:64]
-        for combo in combos:
-            result.runs.append(attempt(dict(zip(names, combo))))
-    elif reference is None:
-        last: list[ProbeRun] = []
-        for a, b in probe.probe_ladder(symbols) if symbols else [({}, {})]:
-            last = [attempt(s) for s in ((a, b) if symbols else (a,))]
-            if all(r.ok for r in last):
-                break
-        result.runs.extend(last)
+        runs += [
+            runner.Run({}, reference_case=i) for i in range(len(probe.load_reference(reference)))
+        ]
+    if dims or reference is None:
+        runs += [runner.Run(s.dims, seed=i) for i, s in enumerate(settings)]
+    derived = {tuple(sorted(s.dims.items())): s.derived for s in settings}
+    job = runner.Job(
+        str(loaded.path),
+        tuple(runs),
+        reference=str(reference) if reference else None,
+        providers=tuple(providers or ["CPUExecutionProvider"]),
+        stop_on_failure=not dims,
+    )
+    limits = runner.Limits.for_model(runner.weights_bytes(str(loaded.path), loaded.external_files))
+    outcomes = runner.execute(job, limits)
+    roles = infer_roles(model)
+    made_up = {name for name, role in roles.items() if role.made_up}
+    for o in outcomes:
+        _record(result, o, model, findings, made_up, roles, derived)
+    if not outcomes:
+        result.inconclusive = "the probe process ended without a result"
     return result
+
+
+def _record(
+    result: CheckResult,
+    o: runner.Outcome,
+    model: onnx.ModelProto,
+    findings: list[Finding],
+    made_up: set[str],
+    roles: dict,
+    derived: dict,
+) -> None:
+    if o.kind == "tool":
+        if o.error and "execution provider" in o.error:
+            raise ProviderError(o.error)
+        raise RuntimeError(o.error or "the probe failed")
+    setting = o.setting
+    run = ProbeRun(
+        setting,
+        o.ok,
+        o.error,
+        max_abs_diff=o.max_abs_diff,
+        derived=derived.get(tuple(sorted(setting.items())), {}),
+    )
+    if o.kind == "limit":
+        result.inconclusive = f"could not verify: {o.error} (pass --dims with smaller values)"
+        run.doubtful = o.error
+        result.runs.append(run)
+        return
+    if o.kind == "load":
+        result.load_error = o.error
+    if not o.ok and o.error:
+        node, run.node, run.scope, run.explained_by = explain(o.error, model, findings)
+        if o.kind == "runtime" and run.explained_by is None and made_up:
+            reach = made_up if node is None else {m for m in made_up if _reaches(model, {m}, node)}
+            if reach:
+                why = "; ".join(f"'{m}': {roles[m].why}" for m in sorted(reach))
+                run.doubtful = f"the failure may come from values the probe made up ({why})"
+                result.inconclusive = "could not verify without --reference: " + run.doubtful
+    result.runs.append(run)
+
+
+class ProviderError(ValueError):
+    """An execution provider that this onnxruntime does not have."""
+
+
+__all__ = ["CheckResult", "DimsError", "ProbeRun", "ProviderError", "check", "explain"]

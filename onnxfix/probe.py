@@ -1,57 +1,50 @@
-"""Probe runs: which dim values to run a model at, and inputs that fit.
+"""Probe inputs: the dynamic dims of a model's inputs, and values that fit each input.
 
-One module for the probe ladder, used by repair's verification and by
-``onnxfix check``.  Every dynamic dim gets a *distinct* value other than 1:
-1 is what hides broadcasting bugs (it is why ``polygraphy check lint`` passes
-the HuBERT model), and equal values hide a swapped axis.
+Which dim values to probe at is planned in :mod:`onnxfix.plan`; this module
+turns a setting into arrays, using each input's role (:mod:`onnxfix.roles`),
+and reads stored reference cases.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import onnx
 
-# --- probe inputs --------------------------------------------------------------------------
+from onnxfix.roles import Role
+from onnxfix.roles import infer as infer_roles
 
 
 class ProbeError(Exception):
     """Inputs that cannot be made (a dtype we cannot feed)."""
 
 
-#: Rungs of the probe ladder.  Each gives two settings (base + 2i, base + 2i + 1),
-#: so symbols never share a value and never take 1.
-PROBE_BASES = (3, 17, 61, 401, 1601)
-#: Probe settings whose inputs would hold more elements than this are skipped.
+#: Probe settings whose inputs would hold more elements than this are shrunk.
 MAX_PROBE_ELEMENTS = 50_000_000
 
 
+def dim_key(input_name: str, axis: int, d: onnx.TensorShapeProto.Dimension) -> str | None:
+    """The key of a dynamic input dim (its name, or ``input:axis`` when unnamed); None if
+    fixed.  ``dim_value`` -1 or 0 (Paddle2ONNX writes them) is dynamic too."""
+    if d.HasField("dim_value") and d.dim_value > 0:
+        return None
+    return d.dim_param or f"{input_name}:{axis}"
+
+
 def input_symbols(model: onnx.ModelProto) -> list[str]:
-    """Dynamic dims of the graph inputs; an unnamed dynamic dim gets its own key."""
+    """Dynamic dims of the graph inputs, in order of first appearance."""
     init = {t.name for t in model.graph.initializer}
     syms: list[str] = []
     for vi in model.graph.input:
         if vi.name in init:
             continue
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            if d.HasField("dim_value"):
-                continue
-            key = d.dim_param or f"{vi.name}:{i}"
-            if key not in syms:
+            key = dim_key(vi.name, i, d)
+            if key is not None and key not in syms:
                 syms.append(key)
     return syms
-
-
-def probe_ladder(symbols: Sequence[str]) -> list[tuple[dict[str, int], dict[str, int]]]:
-    rungs = []
-    for base in PROBE_BASES:
-        a = {s: base + 2 * i for i, s in enumerate(symbols)}
-        b = {s: base + 2 * i + 1 for i, s in enumerate(symbols)}
-        rungs.append((a, b))
-    return rungs
 
 
 _NP = {
@@ -67,37 +60,79 @@ _NP = {
 }
 
 
-def make_inputs(
-    model: onnx.ModelProto, setting: dict[str, int], seed: int = 0
-) -> dict[str, np.ndarray] | None:
-    rng = np.random.default_rng(seed)
+def input_shapes(model: onnx.ModelProto, setting: dict[str, int]) -> dict[str, list[int]]:
     init = {t.name for t in model.graph.initializer}
-    feeds: dict[str, np.ndarray] = {}
-    total = 0
+    out = {}
     for vi in model.graph.input:
         if vi.name in init:
             continue
-        tt = vi.type.tensor_type
-        shape = []
-        for i, d in enumerate(tt.shape.dim):
-            if d.HasField("dim_value"):
-                shape.append(d.dim_value)
-            else:
-                shape.append(setting[d.dim_param or f"{vi.name}:{i}"])
-        total += math.prod(shape)
-        if total > MAX_PROBE_ELEMENTS:
-            return None
-        dtype = _NP.get(tt.elem_type)
+        dims = vi.type.tensor_type.shape.dim
+        out[vi.name] = [
+            setting[k] if (k := dim_key(vi.name, i, d)) is not None else d.dim_value
+            for i, d in enumerate(dims)
+        ]
+    return out
+
+
+def make_inputs(
+    model: onnx.ModelProto,
+    setting: dict[str, int],
+    seed: int = 0,
+    roles: dict[str, Role] | None = None,
+) -> dict[str, np.ndarray] | None:
+    """Inputs for one setting, with values that fit each input's role (see
+    :mod:`onnxfix.roles`); None if they would exceed :data:`MAX_PROBE_ELEMENTS`."""
+    rng = np.random.default_rng(seed)
+    roles = roles if roles is not None else infer_roles(model)
+    shapes = input_shapes(model, setting)
+    if sum(math.prod(s) for s in shapes.values()) > MAX_PROBE_ELEMENTS:
+        return None
+    longest = max((v for v in setting.values()), default=1)
+    feeds: dict[str, np.ndarray] = {}
+    for vi in model.graph.input:
+        if vi.name not in shapes:
+            continue
+        dtype = _NP.get(vi.type.tensor_type.elem_type)
         if dtype is None:
             raise ProbeError(f"input '{vi.name}' has a dtype onnxfix cannot feed")
-        if dtype == np.bool_:
-            arr = rng.random(shape) < 0.2
-        elif np.issubdtype(dtype, np.integer):
-            arr = rng.integers(0, 4, size=shape).astype(dtype)
-        else:
-            arr = rng.standard_normal(shape).astype(dtype)
-        feeds[vi.name] = np.asarray(arr, dtype=dtype)  # 0-d draws come back as scalars
+        shape = shapes[vi.name]
+        role = roles.get(vi.name, Role("data"))
+        feeds[vi.name] = np.asarray(_values(rng, role, shape, dtype, longest), dtype=dtype)
     return feeds
+
+
+def _values(
+    rng: np.random.Generator, role: Role, shape: list[int], dtype: type, longest: int
+) -> np.ndarray:
+    if role.kind == "mask":
+        return _prefix_mask(rng, shape, role.pad_is_one).astype(dtype)
+    if role.kind == "lengths":
+        n = math.prod(shape)
+        lens = rng.integers(max(1, longest // 2), longest + 1, size=n)
+        if n:
+            lens[0] = longest  # one full-length row, as a padded batch has
+        return lens.reshape(shape).astype(dtype)
+    if role.kind == "index":
+        return rng.integers(0, role.bound or 4, size=shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) < 0.5
+    if np.issubdtype(dtype, np.integer):
+        return rng.integers(0, 4, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _prefix_mask(rng: np.random.Generator, shape: list[int], pad_is_one: bool) -> np.ndarray:
+    """Each row valid up to a length along the last axis; the first row full."""
+    if not shape:
+        return np.asarray(not pad_is_one)
+    t = shape[-1]
+    rows = math.prod(shape[:-1])
+    lens = rng.integers(max(1, t // 2), t + 1, size=rows) if t else np.zeros(rows, int)
+    if rows:
+        lens[0] = t
+    valid = np.arange(t)[None, :] < lens[:, None]
+    mask = ~valid if pad_is_one else valid
+    return mask.reshape(shape)
 
 
 def load_reference(
@@ -121,6 +156,7 @@ def setting_of(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str
         if arr is None:
             continue
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            if not d.HasField("dim_value") and i < arr.ndim:
-                setting[d.dim_param or f"{vi.name}:{i}"] = int(arr.shape[i])
+            key = dim_key(vi.name, i, d)
+            if key is not None and i < arr.ndim:
+                setting[key] = int(arr.shape[i])
     return setting

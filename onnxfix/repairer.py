@@ -138,6 +138,10 @@ def repair(
     wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
     rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
 
+    fixed_nodes = [
+        verify.Fixed(f"{a.finding.rule} at {a.finding.node}", a.dims) for a in run.applied
+    ]
+
     def check(tmp: Path) -> None:
         verify.verify(
             loaded.path,
@@ -148,6 +152,9 @@ def repair(
             report=rep,
             original_wrong=wrong,
             changed_outputs=changed,
+            ctx=run.ctx,
+            fixed=fixed_nodes,
+            external_files=[tmp.parent / f for f in _data_files(tmp)],
         )
 
     result.verification = rep
@@ -163,6 +170,14 @@ def repair(
         return result
     result.output, result.written = str(out), True
     return result
+
+
+def _data_files(model_path: Path) -> list[str]:
+    """The external data files a written model names (for the memory budget)."""
+    m = onnx.load(str(model_path), load_external_data=False)
+    return sorted(
+        {e.value for t in io.iter_tensors(m.graph) for e in t.external_data if e.key == "location"}
+    )
 
 
 def _checks(applied: list[Applied]) -> list[tuple[Finding, str]]:

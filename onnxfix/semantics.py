@@ -24,6 +24,14 @@ from onnxfix.rule import RewriteRejected
 from onnxfix.shapes import Shape, Sym
 
 
+class Editor(Protocol):
+    """What the check needs of the fix's editor (a :class:`~onnxfix.edit.RuleEditor`)."""
+
+    @property
+    def opset(self) -> int: ...
+    def fmt_dim(self, dim: Sym) -> str: ...
+
+
 class Values(Protocol):
     """What the check reads about the rewrite's inputs (a :class:`~onnxfix.context.GraphCtx`)."""
 
@@ -58,7 +66,7 @@ def check_rewrite(
     roles: Mapping[str, str],
     reference: Reference,
     described: str,
-    opset: int,
+    editor: Editor,
 ) -> str:
     """Run ``nodes`` alone against ``reference``; raise :class:`RewriteRejected` if they differ.
 
@@ -87,7 +95,9 @@ def check_rewrite(
         [helper.make_tensor_value_info(n, dt, [None] * len(s)) for n, dt, s in inputs],
         [helper.make_tensor_value_info(o, 0, None) for o in outs],
     )
-    model = helper.make_model(graph, ir_version=8, opset_imports=[helper.make_opsetid("", opset)])
+    model = helper.make_model(
+        graph, ir_version=8, opset_imports=[helper.make_opsetid("", editor.opset)]
+    )
     ev = ReferenceEvaluator(model)
     rng = np.random.default_rng(0)
     settings = []
@@ -107,14 +117,18 @@ def check_rewrite(
             if a.shape != b.shape or not np.allclose(a, b, equal_nan=True):
                 raise RewriteRejected(
                     f"the rewrite of {origin.name or origin.op_type} disagrees with {described} "
-                    f"on '{o}' at {_show(dims)} ({a.shape} vs {b.shape})"
+                    f"on '{o}' at {_show(dims, editor)} ({a.shape} vs {b.shape})"
                 )
-        settings.append(_show(dims))
+        settings.append(_show(dims, editor))
     return f"checked on its own against {described} at {' and '.join(settings)}"
 
 
-def _show(dims: dict[object, int]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in dims.items() if isinstance(k, Sym)) + "}"
+def _show(dims: dict[object, int], editor: Editor) -> str:
+    return (
+        "{"
+        + ", ".join(f"{editor.fmt_dim(k)}={v}" for k, v in dims.items() if isinstance(k, Sym))
+        + "}"
+    )
 
 
 def _random(rng: np.random.Generator, dtype: int, shape: list[int]) -> np.ndarray:

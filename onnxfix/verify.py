@@ -1,16 +1,19 @@
 """Verification: a repaired model is written only after it has proven itself.
 
 Checks, in order: the full ONNX checker, strict shape inference, the
-interface (input/output names, dtypes, dims) against the original, that
-onnxruntime loads it, and probe runs.  Probe runs give every dynamic
-dimension a *distinct* value other than 1 — 1 is what hides broadcasting bugs
-— at two settings, and compare with the original model where it runs, else
-with stored reference outputs.  onnxruntime is imported here and only here.
+interface (input/output names, dtypes, dims) against the original, then, in a
+child process with limits (:mod:`onnxfix.runner`): onnxruntime loads it, and
+probe runs.  Probes are planned (:mod:`onnxfix.plan`) so that every dim the
+graph derives is at least 2 and the dims each fixed node is about take
+distinct values at two settings — 1 is what hides broadcasting bugs.  Outputs
+are compared with the original model where it can be trusted, else with stored
+reference outputs; each rewrite was also checked on its own against the
+semantics it restores (:mod:`onnxfix.semantics`) before it was applied.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxfix import plan as planner
+from onnxfix import runner
 from onnxfix.contracts import declared_dims, model_ports
-from onnxfix.probe import (
-    input_symbols,
-    load_reference,
-    make_inputs,
-    probe_ladder,
-    setting_of,
-)
+from onnxfix.probe import input_symbols, load_reference, setting_of
+from onnxfix.shapes import Dim, Sym, evaluate
 
 
 class VerificationError(Exception):
@@ -49,6 +49,8 @@ class Report:
     max_abs_diff: float = 0.0
     #: per fix, what its rewrite was checked against on its own (before it was applied)
     rewrites: list[str] = field(default_factory=list)
+    #: per fix, whether the dims its node is about were at least 2 when the model ran
+    exercised: list[str] = field(default_factory=list)
 
     def add(self, name: str, detail: str) -> None:
         self.steps.append(Step(name, detail))
@@ -78,40 +80,6 @@ def interface_diff(
         if aa != bb:
             diffs.append(f"{kind}: {aa} -> {bb}")
     return diffs
-
-
-# --- running ---------------------------------------------------------------------------------
-
-
-class ProviderError(Exception):
-    """An execution provider that this onnxruntime does not have."""
-
-
-def session(path_or_bytes: str | Path | bytes, providers: Sequence[str] | None = None) -> Any:
-    import onnxruntime as ort  # heavy: imported only when a model is run
-
-    wanted = list(providers or ["CPUExecutionProvider"])
-    available = ort.get_available_providers()
-    missing = [p for p in wanted if p not in available]
-    if missing:
-        raise ProviderError(
-            f"execution provider {', '.join(missing)} is not available in "
-            f"this onnxruntime (available: {', '.join(available)})"
-        )
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    src = path_or_bytes if isinstance(path_or_bytes, bytes) else str(path_or_bytes)
-    return ort.InferenceSession(src, opts, providers=wanted)
-
-
-def run(sess: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
-
-
-def first_error_line(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    return text[:400]
 
 
 def tolerance(arr: np.ndarray) -> float:
@@ -184,6 +152,14 @@ def check_output_dims(
 # --- the whole verification -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Fixed:
+    """A fix as verification sees it: which node, and the dims its node's inputs had."""
+
+    label: str
+    dims: tuple[Dim, ...]
+
+
 def verify(
     original_path: Path | None,
     original: onnx.ModelProto,
@@ -194,11 +170,15 @@ def verify(
     report: Report | None = None,
     original_wrong: str | None = None,
     changed_outputs: frozenset[str] = frozenset(),
+    ctx: Any = None,
+    fixed: Sequence[Fixed] = (),
+    external_files: Sequence[Path] = (),
 ) -> Report:
     """Verify the model written at ``candidate_path``; raise :class:`VerificationError`.
 
     ``original_wrong`` says why the original's outputs cannot be the reference (an
-    error was fixed: it fails, or runs and returns the wrong thing).
+    error was fixed: it fails, or runs and returns the wrong thing).  ``ctx`` is the
+    analysis of the candidate (for planning probes); ``fixed`` the fixes made.
     """
     rep = report or Report()
     try:
@@ -227,108 +207,161 @@ def verify(
     if not probe:
         rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
         return rep
-    try:
-        sess = session(candidate_path)
-    except Exception as exc:
-        raise VerificationError("onnxruntime load", first_error_line(exc)) from None
-    rep.add("onnxruntime load", "InferenceSession created")
-    _probe(original_path, cand, sess, reference, rep, original_wrong, changed_outputs)
+    _probe(
+        original_path,
+        cand,
+        candidate_path,
+        reference,
+        rep,
+        original_wrong,
+        changed_outputs,
+        ctx,
+        fixed,
+        external_files,
+    )
     return rep
+
+
+def _runs(
+    cand: onnx.ModelProto, reference: Path | None, settings: list[planner.Setting]
+) -> tuple[list[runner.Run], bool]:
+    """Reference cases first; planned settings too unless the reference already varies
+    every dynamic dim over two values other than 1 (stateful models, e.g. streaming
+    encoders with offsets and caches, only run on consistent inputs)."""
+    runs: list[runner.Run] = []
+    symbols = input_symbols(cand)
+    if reference is not None:
+        cases = load_reference(reference)
+        runs += [runner.Run({}, reference_case=i) for i in range(len(cases))]
+        seen = [setting_of(cand, feeds) for feeds, _ in cases]
+        if all(len({s.get(k) for s in seen} - {1, None}) >= 2 for k in symbols):
+            return runs, True
+    runs += [runner.Run(s.dims, seed=i) for i, s in enumerate(settings)]
+    return runs, False
 
 
 def _probe(
     original_path: Path | None,
     cand: onnx.ModelProto,
-    sess: Any,
+    cand_path: Path,
     reference: Path | None,
     rep: Report,
     original_wrong: str | None,
-    changed_outputs: frozenset[str] = frozenset(),
+    changed_outputs: frozenset[str],
+    ctx: Any,
+    fixed: Sequence[Fixed],
+    external_files: Sequence[Path],
 ) -> None:
     symbols = input_symbols(cand)
-    orig_sess = None
-    orig_error = original_wrong
-    if original_path is not None and original_wrong is None:
-        try:
-            orig_sess = session(original_path)
-        except Exception as exc:
-            orig_error = first_error_line(exc)
-    compared = 0
-    failures: list[str] = []
-    if reference is not None:
-        ref_settings = []
-        for feeds, want in load_reference(reference):
-            setting = setting_of(cand, feeds)
-            try:
-                got = run(sess, feeds)
-                check_output_dims(cand, setting, got, symbolic=False)
-            except VerificationError:
-                raise
-            except Exception as exc:
-                raise VerificationError(
-                    "probe", f"reference inputs: {first_error_line(exc)}"
-                ) from None
-            rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want, changed_outputs))
-            ref_settings.append(setting)
-            compared += 1
-        rep.compared_with = f"reference outputs ({compared} cases)"
-        if all(len({s[k] for s in ref_settings} - {1}) >= 2 for k in symbols):
-            # The reference already varies every dynamic dim over two values other than 1:
-            # those are the probe settings (stateful models, e.g. streaming encoders with
-            # offsets and caches, only run on consistent inputs that random probes miss).
-            rep.settings.extend(ref_settings)
-            _report_probe(rep, symbols)
-            return
-    ladder = probe_ladder(symbols) if symbols else [({}, {})]
-    for a, b in ladder:
-        results: list[tuple[dict[str, int], dict[str, np.ndarray], dict[str, np.ndarray]]] = []
-        for seed, setting in enumerate((a, b) if symbols else (a,)):
-            made = make_inputs(cand, setting, seed)
-            if made is None:
-                break
-            feeds = made
-            try:
-                got = run(sess, feeds)
-                check_output_dims(cand, setting, got)
-            except VerificationError:
-                raise
-            except Exception as exc:
-                failures.append(f"{setting}: {first_error_line(exc)}")
-                break
-            results.append((setting, feeds, got))
-        else:
-            for setting, feeds, got in results:
-                rep.settings.append(setting)
-                if orig_sess is None:
-                    continue
-                try:
-                    want = run(orig_sess, feeds)
-                except Exception as exc:
-                    orig_error = first_error_line(exc)
-                    continue
-                rep.max_abs_diff = max(rep.max_abs_diff, compare(got, want, changed_outputs))
-                compared += 1
-            break
-    if not rep.settings:
-        raise VerificationError(
-            "probe",
-            "the repaired model ran at no probe setting: " + (failures[-1] if failures else "?"),
-        )
-    if reference is None:
-        if compared:
-            rep.compared_with = f"original model ({compared} settings)"
-        else:
-            rep.compared_with = (
-                "nothing: the original cannot serve as reference"
-                + (f" ({orig_error})" if orig_error else "")
-                + "; outputs checked for declared shapes only (pass --reference to compare)"
+    focus = [d for f in fixed for d in f.dims]
+    planned = (
+        planner.plan(ctx, symbols, focus=focus)
+        if ctx is not None
+        else planner.Plan([planner.Setting({})])
+    )
+    runs, by_reference = _runs(cand, reference, planned.settings)
+    trusted = original_path is not None and original_wrong is None
+    job = runner.Job(
+        str(cand_path),
+        tuple(runs),
+        compare_with=str(original_path) if trusted else None,
+        reference=str(reference) if reference else None,
+        skip_outputs=changed_outputs,
+        declared_dims=reference is None,
+    )
+    outcomes = runner.execute(
+        job, runner.Limits.for_model(runner.weights_bytes(str(cand_path), list(external_files)))
+    )
+    first = outcomes[0] if outcomes else runner.Outcome(None, False, "tool", "no result")
+    if first.kind in ("load", "tool") or (first.run is None and not first.ok):
+        step = "onnxruntime load" if first.kind == "load" else "probe"
+        raise VerificationError(step, first.error or "?")
+    rep.add("onnxruntime load", "InferenceSession created")
+    for o in outcomes:
+        if not o.ok:
+            what = (
+                "reference inputs"
+                if o.run is not None and o.run.reference_case is not None
+                else describe(o.setting, planned)
             )
-    _report_probe(rep, symbols)
-
-
-def _report_probe(rep: Report, symbols: list[str]) -> None:
-    desc = ", ".join(str(s) for s in rep.settings) if symbols else "static shapes"
+            raise VerificationError(
+                "compare" if o.kind == "compare" else "probe", f"{what}: {o.error}"
+            )
+    rep.settings.extend(o.setting for o in outcomes)
+    compared = [o for o in outcomes if o.compared]
+    rep.max_abs_diff = max((o.max_abs_diff or 0.0 for o in compared), default=0.0)
+    on_reference = [o for o in compared if o.run is not None and o.run.reference_case is not None]
+    others = [o for o in compared if o not in on_reference]
+    parts = []
+    if on_reference:
+        parts.append(f"reference outputs ({len(on_reference)} cases)")
+    if others:
+        parts.append(f"the original model ({len(others)} settings)")
+    if not parts:
+        reason = original_wrong or next((o.other_error for o in outcomes if o.other_error), None)
+        checked = "; each rewrite was checked on its own (above)" if rep.rewrites else ""
+        parts.append(
+            "nothing else: the original cannot serve as reference"
+            + (f" ({reason})" if reason else "")
+            + "; outputs checked for declared shapes"
+            + checked
+            + " (pass --reference to compare)"
+        )
+    rep.compared_with = " and ".join(parts)
+    settings = (
+        "the reference cases"
+        if by_reference
+        else "; ".join(
+            describe(o.setting, planned)
+            for o in outcomes
+            if o.run is not None and o.run.reference_case is None
+        )
+    )
     rep.add(
         "probe",
-        f"ran at {desc}; compared with {rep.compared_with}; max abs diff {rep.max_abs_diff:.3g}",
+        f"ran at {settings or 'static shapes'}; compared with {rep.compared_with}; "
+        f"max abs diff {rep.max_abs_diff:.3g}",
     )
+    fmt = ctx.fmt_dim if ctx is not None else str
+    rep.exercised = _exercised(fixed, [o.setting for o in outcomes], fmt)
+    for line in rep.exercised:
+        rep.add("exercised", line)
+
+
+def describe(setting: dict[str, int], planned: planner.Plan) -> str:
+    for s in planned.settings:
+        if s.dims == setting:
+            return s.describe()
+    return ", ".join(f"{k}={v}" for k, v in setting.items()) or "static shapes"
+
+
+def _exercised(
+    fixed: Sequence[Fixed], settings: list[dict[str, int]], fmt: Callable[[Any], str] = str
+) -> list[str]:
+    """Per fix: did its node run with the dims it is about at values of at least 2?"""
+    out = []
+    for f in fixed:
+        dims = [d for d in f.dims if isinstance(d, Sym) and d.varies]
+        if not dims:
+            out.append(f"{f.label}: its dims are fixed; ran at every probe")
+            continue
+        values = [[evaluate(d, s) for s in settings] for d in dims]
+        known = [(d, v) for d, v in zip(dims, values) if all(x is not None for x in v)]
+        if not known:
+            out.append(
+                f"{f.label}: NOT shown to run with its dims at 2 or more (they are "
+                "not computable from the inputs)"
+            )
+            continue
+        ok = all(min(x or 0 for x in v) >= 2 and len(set(v)) >= 2 for _d, v in known)
+        shown = ", ".join(f"{fmt(d)}={'/'.join(map(str, v))}" for d, v in known[:4])
+        out.append(
+            f"{f.label}: ran with {shown}"
+            + ("" if ok else " — NOT every dim at two values of at least 2")
+        )
+    return out
+
+
+def first_error_line(exc: BaseException) -> str:
+    text = str(exc).strip().replace("\n", " ")
+    return text[:400]

@@ -74,7 +74,17 @@ def test_repair_writes_verified_model(cli, tmp_path: Path) -> None:
     assert doc["written"] and "WB102" in [f["rule"] for f in doc["fixed"]]
     assert not [f for f in doc["remaining"] if f["severity"] == "error"]
     steps = [s["name"] for s in doc["verification"]["steps"]]
-    assert steps == ["checker", "shape inference", "interface", "onnxruntime load", "probe"]
+    assert steps == [
+        "checker",
+        "shape inference",
+        "interface",
+        "onnxruntime load",
+        "probe",
+        "exercised",
+    ]
+    # the fixed Where ran with its frame axis T at two values, neither of them 1
+    (exercised,) = [s["detail"] for s in doc["verification"]["steps"] if s["name"] == "exercised"]
+    assert "WB102 at /encoder/Where: ran with" in exercised and "NOT" not in exercised
     settings = doc["verification"]["settings"]
     assert all(1 not in s.values() for s in settings)
     assert len({s["B"] for s in settings}) >= 2 and len({s["L"] for s in settings}) >= 2

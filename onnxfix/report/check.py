@@ -14,8 +14,13 @@ def describe_run(run: Any) -> str:
     if run.node:
         where = f" at {run.node}" + (f" (PyTorch scope {run.scope})" if run.scope else "")
     cause = f"; see {run.explained_by}" if run.explained_by else ""
-    setting = f" with {run.setting}" if run.setting else ""
-    return f"onnxruntime failed{setting}{where}{cause}: {run.error}"
+    setting = ""
+    if run.setting:
+        setting = " with " + ", ".join(f"{k}={v}" for k, v in run.setting.items())
+        if getattr(run, "derived", None):
+            setting += " → " + ", ".join(f"{k}={v}" for k, v in run.derived.items())
+    doubt = f" ({run.doubtful})" if getattr(run, "doubtful", None) else ""
+    return f"onnxruntime failed{setting}{where}{cause}{doubt}: {run.error}"
 
 
 def sarif_runtime(path: str, run: Any) -> dict[str, Any]:

@@ -47,6 +47,8 @@ def check_json(result: Any) -> str:
         "version": SCHEMA_VERSION,
         "path": result.path,
         "passed": result.passed,
+        "exit_code": result.exit_code,
+        "inconclusive": result.inconclusive,
         "findings": [f.to_json() for f in result.lint.findings],
         "load_error": result.load_error,
         "runs": [
@@ -58,6 +60,8 @@ def check_json(result: Any) -> str:
                 "scope": r.scope,
                 "explained_by": r.explained_by,
                 "max_abs_diff": r.max_abs_diff,
+                "derived": r.derived,
+                "doubtful": r.doubtful,
             }
             for r in result.runs
         ],

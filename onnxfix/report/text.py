@@ -17,7 +17,8 @@ _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 def _console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # markup off: messages carry model names and PyTorch code (`x[mask] = v`), never markup
+    return Console(highlight=False, soft_wrap=True, markup=False)
 
 
 def _finding(console: Console, path: str, f: Any) -> None:
@@ -132,16 +133,30 @@ def print_check(result: Any) -> None:
         _finding(console, result.path, f)
     errors = len(result.lint.errors)
     console.print(f"lint: {errors} error(s), {len(result.lint.findings) - errors} other finding(s)")
-    console.print("onnxruntime load: " + ("ok" if result.load_error is None else "FAILED"))
+    loaded = result.load_error is None and any(r.ok or r.error for r in result.runs)
+    console.print(
+        "onnxruntime load: "
+        + ("ok" if loaded else "FAILED" if result.load_error else "not reached")
+    )
     for r in result.runs:
         if r.ok:
             diff = f", max abs diff {r.max_abs_diff:.3g}" if r.max_abs_diff is not None else ""
-            console.print(f"run {r.setting or 'static shapes'}: ok{diff}")
+            console.print(f"run {_setting(r)}: ok{diff}")
         else:
-            console.print(describe_run(r), style="red")
+            console.print(describe_run(r), style="yellow" if r.doubtful else "red")
     for note in result.notes:
         console.print(f"note: {note}", style="dim")
+    verdict = {0: "PASS", 1: "FAIL", 2: "COULD NOT VERIFY"}[result.exit_code]
+    if result.exit_code == 2 and result.inconclusive:
+        console.print(result.inconclusive, style="yellow")
     console.print(
-        f"{result.path}: " + ("PASS" if result.passed else "FAIL"),
-        style="bold green" if result.passed else "bold red",
+        f"{result.path}: {verdict}",
+        style={0: "bold green", 1: "bold red", 2: "bold yellow"}[result.exit_code],
     )
+
+
+def _setting(run: Any) -> str:
+    base = ", ".join(f"{k}={v}" for k, v in run.setting.items()) or "static shapes"
+    if run.derived:
+        base += " → " + ", ".join(f"{k}={v}" for k, v in run.derived.items())
+    return base

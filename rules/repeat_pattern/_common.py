@@ -205,7 +205,7 @@ def apply_repeat(editor: RuleEditor, plan: FixPlan[Repeat]) -> str:
     g = plan.anchor.graph
     # the check feeds x with distinct dims; the repeated axis keeps its slice count
     checked = semantics.check_rewrite(
-        nodes, _Fixed(g, rep), node, {"x": rep.x}, _numpy_repeat(rep), "numpy.repeat", editor.opset
+        nodes, _Fixed(g, rep), node, {"x": rep.x}, _numpy_repeat(rep), "numpy.repeat", editor
     )
     final = nodes.pop()
     editor.insert_before(node, nodes)

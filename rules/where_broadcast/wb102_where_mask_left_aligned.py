@@ -134,7 +134,7 @@ class WhereMaskLeftAligned(Rule[UnsqueezeCondition]):
             {"cond": node.input[0], "a": node.input[1], "b": node.input[2]},
             _left_aligned,
             "numpy's left-aligned x[mask] = v",
-            editor.opset,
+            editor,
         )
         editor.insert_before(node, new)
         editor.set_input(node, 0, new[-1].output[0])

@@ -163,7 +163,7 @@ class IndexPutValuesNotExpanded(Rule[ScatterEvidence]):
             {"mask": p.mask, "v": p.values, "x": p.data},
             _assign,
             "numpy's x[mask] = v",
-            editor.opset,
+            editor,
         )
         editor.replace(node, where)
         editor.prune(p.orphans)

@@ -1,0 +1,259 @@
+"""Running a model in onnxruntime in a child process, with memory and time limits.
+
+A broken model can ask for anything: a Where that broadcasts [401, 401, 1024]
+through 24 layers grew past 9 GB in 19 s and ignored Ctrl-C when it ran in the
+same process.  Here every session lives in a child process; the parent polls
+its resident memory and the clock, kills it when a limit is passed, and kills
+it at once when the parent is interrupted.  Results stream back one run at a
+time, so a kill keeps what was learned before it.
+
+The child is forked when this process never imported onnxruntime (the CLI: a
+fork is then clean and cheap), and made by a fork server otherwise (a process
+that created sessions has runtime threads a fork would copy half-alive).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the child's resident memory is checked this often (seconds)
+_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run to make: a setting (inputs made in the child) or a stored reference case."""
+
+    setting: dict[str, int]
+    seed: int = 0
+    reference_case: int | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    model: str
+    runs: tuple[Run, ...]
+    #: a model whose outputs are the expected ones at the same inputs
+    compare_with: str | None = None
+    #: an .npz of stored cases (``Run.reference_case`` indexes it)
+    reference: str | None = None
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    #: stop at the first failed run (a gate stops at the first failure that explains itself)
+    stop_on_failure: bool = False
+    #: outputs whose values are not compared (a fix changed them on purpose)
+    skip_outputs: frozenset[str] = frozenset()
+    #: check declared output dims against the setting (symbolic names too)
+    declared_dims: bool = True
+
+
+@dataclass
+class Outcome:
+    run: Run | None
+    ok: bool
+    #: what went wrong: "load" (no session), "runtime" (onnxruntime refused a run),
+    #: "compare" (ran, but outputs differ), "limit" (memory or time), "tool" (our bug)
+    kind: str = ""
+    error: str | None = None
+    setting: dict[str, int] = field(default_factory=dict)
+    max_abs_diff: float | None = None
+    compared: bool = False
+    #: the other model failed at these inputs (it cannot be the reference here)
+    other_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    memory_mb: int
+    seconds: float
+
+    @staticmethod
+    def for_model(weights_bytes: int) -> Limits:
+        """The model's weights once and a half (a session copies them), plus 1 GB for
+        activations at probe sizes; a minute plus a minute per GB of weights."""
+        gb = weights_bytes / 2**30
+        return Limits(int(1024 + 1.5 * weights_bytes / 2**20), 60 + 60 * gb)
+
+
+def _context() -> Any:
+    if sys.platform.startswith("linux") and "onnxruntime" not in sys.modules:
+        return mp.get_context("fork")
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["onnxfix.runner", "onnxfix.probe", "onnxruntime", "numpy"])
+    return ctx
+
+
+def execute(job: Job, limits: Limits) -> list[Outcome]:
+    """Run ``job`` in a child process within ``limits``; never raises for the model's faults."""
+    ctx = _context()
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(job, child), daemon=True)
+    outcomes: list[Outcome] = []
+    start = time.monotonic()
+    finished = False
+    proc.start()
+    child.close()
+    try:
+        while True:
+            if parent.poll(_POLL):
+                try:
+                    msg = parent.recv()
+                except EOFError:
+                    break
+                if msg is None:
+                    finished = True
+                    proc.join(timeout=5)
+                    break
+                outcomes.append(msg)
+                continue
+            if not proc.is_alive():
+                break
+            rss = _rss_mb(proc.pid)
+            if rss > limits.memory_mb:
+                outcomes.append(
+                    Outcome(None, False, "limit", f"the probe used more than {limits.memory_mb} MB")
+                )
+                break
+            if time.monotonic() - start > limits.seconds:
+                outcomes.append(
+                    Outcome(
+                        None, False, "limit", f"the probe took more than {limits.seconds:.0f} s"
+                    )
+                )
+                break
+    finally:
+        if proc.is_alive():
+            proc.kill()
+        proc.join(timeout=2)
+        parent.close()
+    if not finished and not any(o.kind == "limit" for o in outcomes):
+        code = proc.exitcode
+        outcomes.append(
+            Outcome(None, False, "runtime", f"onnxruntime crashed the process (exit code {code})")
+        )
+    return outcomes
+
+
+def _rss_mb(pid: int | None) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    return 0
+
+
+# --- the child --------------------------------------------------------------------------------
+
+
+def _runtime_error(exc: BaseException) -> bool:
+    return type(exc).__module__.startswith("onnxruntime")
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().replace("\n", " ")[:400]
+
+
+def _child(job: Job, conn: Any) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        for outcome in _work(job):
+            conn.send(outcome)
+            if job.stop_on_failure and not outcome.ok:
+                break
+    except BaseException as exc:  # a bug of ours: never reported as the model's fault
+        conn.send(Outcome(None, False, "tool", f"{type(exc).__name__}: {_first_line(exc)}"))
+    finally:
+        conn.send(None)
+        conn.close()
+
+
+def session(path: str, providers: tuple[str, ...]) -> Any:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise ValueError(
+            f"execution provider {', '.join(missing)} is not available in this "
+            f"onnxruntime (available: {', '.join(available)})"
+        )
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    return ort.InferenceSession(path, opts, providers=list(providers))
+
+
+def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
+    import onnx
+
+    from onnxfix import probe, verify
+
+    try:
+        sess = session(job.model, job.providers)
+    except ValueError as exc:
+        yield Outcome(None, False, "tool", str(exc))
+        return
+    except Exception as exc:
+        yield Outcome(None, False, "load" if _runtime_error(exc) else "tool", _first_line(exc))
+        return
+    other = None
+    other_error = None
+    if job.compare_with is not None:
+        try:
+            other = session(job.compare_with, job.providers)
+        except Exception as exc:
+            other_error = _first_line(exc)
+    model = onnx.load(job.model, load_external_data=False)
+    roles = probe.infer_roles(model)
+    cases = probe.load_reference(job.reference) if job.reference else []
+    names = [o.name for o in sess.get_outputs()]
+    for run in job.runs:
+        want = None
+        if run.reference_case is not None:
+            feeds, want = cases[run.reference_case]
+            setting = probe.setting_of(model, feeds)
+        else:
+            setting = run.setting
+            made = probe.make_inputs(model, setting, run.seed, roles)
+            if made is None:
+                yield Outcome(run, False, "tool", "inputs too large to probe", setting)
+                continue
+            feeds = made
+        try:
+            got = dict(zip(names, sess.run(names, feeds)))
+        except Exception as exc:
+            kind = "runtime" if _runtime_error(exc) else "tool"
+            yield Outcome(run, False, kind, _first_line(exc), setting)
+            continue
+        out = Outcome(run, True, setting=setting)
+        try:
+            verify.check_output_dims(
+                model, setting, got, symbolic=job.declared_dims and run.reference_case is None
+            )
+            if want is None and other is not None:
+                try:
+                    want = dict(zip(names, other.run(names, feeds)))
+                except Exception as exc:
+                    out.other_error = _first_line(exc)
+            if want is not None:
+                out.max_abs_diff = verify.compare(got, want, job.skip_outputs)
+                out.compared = True
+        except verify.VerificationError as exc:
+            out = Outcome(run, False, "compare", exc.detail, setting)
+        if other_error is not None:
+            out.other_error = other_error
+        yield out
+
+
+def weights_bytes(path: str, external_files: list[Any]) -> int:
+    """Bytes of weights a session will hold: the file and its external data files."""
+    return os.path.getsize(path) + sum(os.path.getsize(f) for f in external_files)
