@@ -49,7 +49,7 @@ class Plan:
 
 
 def batch_like(model: onnx.ModelProto, syms: Sequence[str]) -> set[str]:
-    """Symbols that only ever appear as the leading axis of inputs of rank >= 2."""
+    """Symbols that only ever appear as the leading axis of inputs, one of rank >= 2 at least."""
     where: dict[str, set[tuple[int, int]]] = {}
     init = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
@@ -57,10 +57,16 @@ def batch_like(model: onnx.ModelProto, syms: Sequence[str]) -> set[str]:
             continue
         dims = vi.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
-            key = d.dim_param or (f"{vi.name}:{i}" if not d.dim_value or d.dim_value <= 0 else "")
+            key = d.dim_param or (
+                f"{vi.name}:{i}" if not d.HasField("dim_value") or d.dim_value < 0 else ""
+            )
             if key:
                 where.setdefault(key, set()).add((i, len(dims)))
-    return {s for s in syms if where.get(s) and all(i == 0 and r >= 2 for i, r in where[s])}
+    return {
+        s
+        for s in syms
+        if where.get(s) and all(i == 0 for i, _r in where[s]) and any(r >= 2 for _i, r in where[s])
+    }
 
 
 def derived_dims(ctx: Context) -> list[Sym]:

@@ -27,8 +27,9 @@ MAX_PROBE_ELEMENTS = 50_000_000
 
 def dim_key(input_name: str, axis: int, d: onnx.TensorShapeProto.Dimension) -> str | None:
     """The key of a dynamic input dim (its name, or ``input:axis`` when unnamed); None if
-    fixed.  ``dim_value`` -1 or 0 (Paddle2ONNX writes them) is dynamic too."""
-    if d.HasField("dim_value") and d.dim_value > 0:
+    fixed.  ``dim_value: -1`` (Paddle2ONNX writes it) is dynamic; ``0`` is not: onnxruntime
+    1.32 enforces it as an empty axis (measured)."""
+    if d.HasField("dim_value") and d.dim_value >= 0:
         return None
     return d.dim_param or f"{input_name}:{axis}"
 

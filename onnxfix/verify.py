@@ -141,6 +141,8 @@ def check_output_dims(
                 "output shape", f"'{vi.name}' has rank {arr.ndim}, declared {len(dims)}"
             )
         for i, (d, got) in enumerate(zip(dims, arr.shape)):
+            if isinstance(d, int) and d < 0:  # -1: declared dynamic (Paddle2ONNX)
+                continue
             want = d if isinstance(d, int) else (setting.get(d) if symbolic else None)
             if want is not None and want != got:
                 raise VerificationError(

@@ -203,3 +203,163 @@ def test_execution_providers(cli) -> None:
     res = cli("check", str(model), "--provider", "NoSuchExecutionProvider")
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "not available" in res.stderr and "CPUExecutionProvider" in res.stderr
+
+
+# --- a gate CI can trust (real exporter output, bounded, honest about made-up values) ----------
+
+
+def _check_exit(cli, model: Path, *args: str) -> tuple[int, dict]:
+    res = cli("check", str(model), "--format", "json", *args)
+    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}
+
+
+@pytest.mark.parametrize("entry", fixture_ids("negative"), ids=lambda e: e["name"])
+def test_check_never_fails_a_valid_model(entry: dict, cli) -> None:
+    """Without --reference, a valid model passes, or (stateful: caches, offsets the probe
+    cannot invent) is 'could not verify' — never FAIL."""
+    code, doc = _check_exit(cli, FIXTURES / entry["model"])
+    assert code in (0, 2), doc
+    if code == 2:
+        assert doc["inconclusive"] and "could not verify" in doc["inconclusive"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "hf_wav2vec2_attention_mask_ts_op17",
+        "hf_wav2vec2_attention_mask_dynamo_op18",
+        "hf_hubert_attention_mask_ts_op17",
+        "hf_hubert_attention_mask_dynamo_op18",
+        "ta_wav2vec2_lengths_dynamo_op18",
+    ],
+)
+def test_check_passes_real_exports_with_mask_and_length_inputs(name: str, cli) -> None:
+    """Random 0..3 masks and lengths longer than the axis made these fail; roles fix that."""
+    code, doc = _check_exit(cli, FIXTURES / "library" / f"{name}.onnx")
+    assert code == 0 and doc["passed"], doc
+    assert all(1 not in r["setting"].values() for r in doc["runs"])
+
+
+def test_check_fails_torchaudio_wav2vec2_torchscript_naming_wb102(cli) -> None:
+    code, doc = _check_exit(cli, FIXTURES / "library/ta_wav2vec2_lengths_ts_op17.onnx")
+    assert code == 1 and not doc["passed"]
+    failed = [r for r in doc["runs"] if not r["ok"]]
+    assert failed and failed[0]["explained_by"] == "WB102" and not failed[0]["doubtful"]
+    assert min(failed[0]["derived"].values()) >= 2, "the frame axis must be >= 2 where it fails"
+
+
+def test_check_dims_keeps_planned_values_for_other_dims(cli) -> None:
+    model = FIXTURES / "where_broadcast/hubert_features_only_op17.onnx"
+    code, doc = _check_exit(cli, model, "--dims", "B=2,3")
+    assert code == 0, doc
+    assert sorted(r["setting"]["B"] for r in doc["runs"]) == [2, 3]
+    assert all(r["setting"]["L"] > 1 for r in doc["runs"])
+
+
+def test_check_dims_unknown_name_is_a_usage_error(cli) -> None:
+    res = cli("check", str(HUBERT), "--dims", "X=3")
+    assert res.returncode == 2
+    assert "X" in res.stderr and "B, L" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def _save(tmp_path: Path, name: str, text: str) -> Path:
+    import onnx
+
+    path = tmp_path / name
+    onnx.save(onnx.parser.parse_model(text), str(path))
+    return path
+
+
+def test_check_dims_declared_minus_one_are_dynamic(cli, tmp_path: Path) -> None:
+    """Paddle2ONNX declares dynamic dims as -1; 0 is an empty axis onnxruntime enforces."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="/Relu")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 0, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 0, 4])],
+    )
+    path = tmp_path / "paddle.onnx"
+    onnx.save(
+        helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(path)
+    )
+    code, doc = _check_exit(cli, path)
+    assert code == 0, doc
+    assert [sorted(r["setting"]) for r in doc["runs"]] == [["x:0"], ["x:0"]]
+    assert min(r["setting"]["x:0"] for r in doc["runs"]) >= 2
+
+
+def test_check_made_up_shape_input_is_inconclusive(cli, tmp_path: Path) -> None:
+    """A failure that the probe's own invented shape values may cause is not the model's."""
+    path = _save(
+        tmp_path,
+        "shape_input.onnx",
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N, 4] x, int64[2] shape) => (float[M, K] y) { y = Reshape(x, shape) }""",
+    )
+    code, doc = _check_exit(cli, path)
+    assert code == 2, doc
+    assert "could not verify without --reference" in doc["inconclusive"]
+    assert "'shape'" in doc["inconclusive"]
+
+
+def test_check_memory_is_bounded(cli, tmp_path: Path) -> None:
+    """A model that allocates 14 GB is stopped at the probe's memory budget, quickly."""
+    import time
+
+    path = _save(
+        tmp_path,
+        "huge.onnx",
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N] x) => (float[N] y) {
+            s = Constant<value = int64[2] {60000, 60000}>()
+            big = ConstantOfShape<value = float[1] {1.0}>(s)
+            total = ReduceSum<keepdims = 0>(big)
+            y = Add(x, total) }""",
+    )
+    start = time.monotonic()
+    code, doc = _check_exit(cli, path)
+    assert time.monotonic() - start < 60
+    assert code == 2 and "MB" in doc["inconclusive"], doc
+
+
+def test_check_stops_within_two_seconds_of_sigterm(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    path = _save(
+        tmp_path,
+        "forever.onnx",
+        """<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N] x) => (float[N] y) {
+            n = Constant<value = int64 {1000000000000}>()
+            c = Constant<value = bool {1}>()
+            y = Loop(n, c, x) <body = body (int64 i, bool ci, float[N] xi)
+                                         => (bool co, float[N] xo) {
+                co = Identity(ci)
+                xo = Sin(xi)
+            }> }""",
+    )
+    env = dict(os.environ, NO_COLOR="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "onnxfix", "check", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=True,
+    )
+    time.sleep(4)
+    assert proc.poll() is None, "the probe should still be running"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+    assert time.monotonic() - sent < 2
+    assert proc.returncode == 2
+    # no probe process is left behind
+    time.sleep(0.5)
+    alive = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
+    assert alive.stdout.strip() == ""

@@ -180,3 +180,32 @@ def test_the_core_families_have_exported_positives_and_negatives() -> None:
     assert fixture_ids("negative")
     for code in ("WB102", "WB104", "RP101", "RP102", "RP103", "TG101", "TG105"):
         assert code in positives, f"{code} has no exported positive fixture"
+
+
+CONV_FRONT_END = [
+    e
+    for e in fixture_ids("positive")
+    if e["name"].startswith(
+        ("hubert_extract", "hubert_dead", "ta_wav2vec2", "hf_wav2vec2_mask_time")
+    )
+]
+
+
+@pytest.mark.parametrize("entry", CONV_FRONT_END, ids=lambda e: e["name"])
+def test_repair_probes_reach_the_derived_frame_axis(entry: dict, tmp_path: Path) -> None:
+    """Without --reference the probes are planned: the frame axis T that a conv front end
+    derives from L is at least 2 and takes two values where the fixed node runs (at L=63/64
+    it was 1, where the broken Where also works)."""
+    result = api.repair(FIXTURES / entry["model"], tmp_path / "fixed.onnx")
+    assert result.exit_code == 0, result.error
+    rep = result.verification
+    assert rep.exercised and not [line for line in rep.exercised if "NOT" in line]
+    for line in rep.exercised:
+        assert "ran with" in line
+        values = [
+            v
+            for part in line.split("ran with ", 1)[1].split(", ")
+            for v in part.split("=")[1].split("/")
+        ]
+        assert all(int(v) >= 2 for v in values) and len(values) >= 2
+    assert len(rep.settings) == 2 and rep.settings[0] != rep.settings[1]

@@ -169,12 +169,10 @@ class Propagator:
             return None
         dims: list[Dim] = []
         for i, d in enumerate(t.tensor_type.shape.dim):
-            if d.HasField("dim_value") and d.dim_value > 0:
+            if d.HasField("dim_value") and d.dim_value >= 0:
                 dims.append(int(d.dim_value))
             elif d.HasField("dim_param") and not d.dim_param.startswith("unk__"):
                 dims.append(named(d.dim_param))
-            elif d.HasField("dim_value") and d.dim_value == 0 and hint.startswith("="):
-                dims.append(0)  # an empty tensor (a value ONNX inferred), not a dynamic dim
             else:
                 dims.append(fresh(f"{hint}:{i}"))
         return tuple(dims)
