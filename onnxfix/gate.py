@@ -132,6 +132,7 @@ def settings_for(
     model: onnx.ModelProto,
     dims: dict[str, list[int]] | None,
     findings: list[Finding],
+    skip: set[int] | None = None,
 ) -> tuple[list[plan.Setting], list[str]]:
     """Planned settings, or every combination of the ``--dims`` values (other dims planned)."""
     syms = probe.input_symbols(model)
@@ -148,14 +149,14 @@ def settings_for(
         if f.severity == Severity.ERROR:
             for _name, shape in f.inputs:
                 focus.extend(_parse_dims(ctx, shape))
-    base = plan.plan(ctx, syms, focus=focus)
+    base = plan.plan(ctx, syms, focus=focus, skip_nodes=skip)
     if not dims:
         return base.settings, base.notes
     names = [s for s in syms if s in dims]
     out: list[plan.Setting] = []
     for combo in list(itertools.product(*(dims[s] for s in names)))[:64]:
         fixed = dict(zip(names, combo))
-        planned = plan.plan(ctx, syms, focus=focus, fixed=fixed)
+        planned = plan.plan(ctx, syms, focus=focus, fixed=fixed, skip_nodes=skip)
         for s in planned.settings[:1]:
             out.append(s)
     return out, base.notes
@@ -191,7 +192,13 @@ def check(
     findings = [d.finding for d in found]
     notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
     result = CheckResult(str(path), LintResult(str(path), findings, notes))
-    settings, plan_notes = settings_for(ctx, model, dims, findings)
+    # relations at nodes with errors are not trusted (a broken Where "relates" B and T)
+    skip = {
+        id(d.anchor.node)
+        for d in found
+        if d.finding.severity == Severity.ERROR and d.anchor.node is not None
+    }
+    settings, plan_notes = settings_for(ctx, model, dims, findings, skip)
     result.notes += plan_notes
     runs: list[runner.Run] = []
     if reference is not None:

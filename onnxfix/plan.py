@@ -22,6 +22,7 @@ import onnx
 
 from onnxfix.context import Context
 from onnxfix.shapes import Dim, Sym, evaluate, named, symbols
+from onnxfix.shapes.conditions import relations
 
 #: no input dim is planned above this
 MAX_VALUE = 1 << 20
@@ -87,58 +88,138 @@ def plan(
     *,
     focus: Sequence[Dim] = (),
     fixed: Mapping[str, int] | None = None,
+    skip_nodes: set[int] | None = None,
 ) -> Plan:
-    """Two settings of the input dims ``syms`` (see the module docstring)."""
-    fixed = dict(fixed or {})
-    notes: list[str] = []
+    """Two settings of the input dims ``syms`` (see the module docstring).
+
+    Input dims the graph sets from others (a mask whose length must be the frames
+    derived from the waveform length) take the value it sets; relations found at nodes
+    in ``skip_nodes`` (those with errors: a broken ``Where`` "relates" batch and time)
+    are not trusted.
+    """
     if not syms:
         return Plan([Setting({})])
-    batch = batch_like(ctx.model, syms) - set(fixed)
-    free = [s for s in syms if s not in batch and s not in fixed]
-    derived = [d for d in derived_dims(ctx) if symbols(d) <= set(syms)]
-    # a dim that equals a fixed size it meets broadcasts by accident (T == 48 hides WB102)
-    avoid = {d for d in focus if isinstance(d, int) and d > 1} | _input_sizes(ctx.model)
-    focus = [d for d in focus if isinstance(d, Sym) and d.varies]
-    env: dict[str, int] = {}
-    for i, s in enumerate(syms):
-        env[s] = fixed.get(s, 2 if s in batch else 5 + 2 * i)
-    env = _raise(env, derived, free, notes)
-    env = _distinct(env, [named(s) for s in syms] + list(focus), derived, free, batch, avoid, notes)
-    second = _second(env, derived, focus, syms, free, batch, avoid, notes)
-    show = _shown(ctx, focus, derived)
-    return Plan([_setting(e, show, ctx) for e in (env, second)], notes)
+    planner = _Planner(ctx, syms, focus, dict(fixed or {}), skip_nodes)
+    first = planner.first()
+    second = planner.second(first)
+    show = _shown(ctx, planner.focus, planner.derived)
+    return Plan([_setting(e, show, ctx) for e in (first, second)], planner.notes)
 
 
-def _low(env: Mapping[str, int], derived: Sequence[Sym]) -> list[Sym]:
-    out = []
-    for d in derived:
-        v = evaluate(d, env)
-        if v is not None and v < 2:
-            out.append(d)
-    return out
+class _Planner:
+    def __init__(
+        self,
+        ctx: Context,
+        syms: Sequence[str],
+        focus: Sequence[Dim],
+        fixed: dict[str, int],
+        skip_nodes: set[int] | None,
+    ) -> None:
+        self.syms = list(syms)
+        self.fixed = fixed
+        self.notes: list[str] = []
+        self.rel = [
+            (s, e)
+            for s, e in relations(ctx, skip_nodes)
+            if s in syms and s not in fixed and symbols(e) <= set(syms) - {s}
+        ]
+        defined = {s for s, _ in self.rel}
+        self.batch = batch_like(ctx.model, syms) - set(fixed) - defined
+        self.free = [s for s in syms if s not in self.batch and s not in fixed and s not in defined]
+        self.derived = [d for d in derived_dims(ctx) if symbols(d) <= set(syms)]
+        # a dim equal to a fixed size it meets broadcasts by accident (T == 48 hides WB102)
+        self.avoid = {d for d in focus if isinstance(d, int) and d > 1} | _input_sizes(ctx.model)
+        self.focus = [d for d in focus if isinstance(d, Sym) and d.varies]
+        self.watched = [named(s) for s in syms if s not in defined] + list(self.focus)
+        for s, e in self.rel:
+            self.notes.append(f"{s} is set from the other dims: {s} = {ctx.fmt_dim(e)}")
 
+    def define(self, env: dict[str, int]) -> dict[str, int]:
+        """Input dims the graph sets from others take the value it sets."""
+        env = dict(env)
+        for _ in range(3):  # a relation may use a dim another relation sets
+            for s, e in self.rel:
+                v = evaluate(e, env)
+                if v is not None and v >= 1:
+                    env[s] = v
+        return env
 
-def _raise(
-    env: dict[str, int], derived: Sequence[Sym], free: Sequence[str], notes: list[str]
-) -> dict[str, int]:
-    """Grow the free input dims until every derived dim is at least 2."""
-    env = dict(env)
-    for _ in range(64):
-        low = _low(env, derived)
-        grow = {s for d in low for s in symbols(d) if s in free}
-        if not low:
-            return env
-        if not grow:
-            notes.append(
-                f"{len(low)} derived dim(s) stay below 2 whatever the free dims are (e.g. {low[0]})"
+    def first(self) -> dict[str, int]:
+        env = {
+            s: self.fixed.get(s, 2 if s in self.batch else 5 + 2 * i)
+            for i, s in enumerate(self.syms)
+        }
+        return self.distinct(self.grow(self.define(env)))
+
+    def low(self, env: Mapping[str, int]) -> list[Sym]:
+        return [d for d in self.derived if (v := evaluate(d, env)) is not None and v < 2]
+
+    def grow(self, env: dict[str, int]) -> dict[str, int]:
+        """Grow the free input dims until every derived dim is at least 2."""
+        for _ in range(64):
+            low = self.low(env)
+            if not low:
+                return env
+            grow = {s for d in low for s in symbols(d) if s in self.free}
+            if not grow:
+                self.notes.append(
+                    f"{len(low)} derived dim(s) stay below 2 whatever the free "
+                    f"dims are (e.g. {low[0]})"
+                )
+                return env
+            if all(env[s] >= MAX_VALUE for s in grow):
+                self.notes.append(f"could not make {low[0]} at least 2 below {MAX_VALUE}")
+                return env
+            env = self.define({**env, **{s: min(MAX_VALUE, env[s] * 2) for s in grow}})
+        return env
+
+    def distinct(self, env: dict[str, int]) -> dict[str, int]:
+        """Nudge free (then batch) dims until the watched dims take pairwise distinct values."""
+        movable = list(self.free) + sorted(self.batch)
+        for _ in range(200):
+            hits = _collisions(env, self.watched, self.avoid)
+            if not hits or not movable:
+                break
+            a, b = hits[0]
+            support = [s for s in movable if s in symbols(b) | symbols(a)] or movable
+            env = self.grow(self.define({**env, support[-1]: env[support[-1]] + 1}))
+        hits = _collisions(env, self.watched, self.avoid)
+        if hits:
+            self.notes.append(
+                f"{hits[0][0]} and {hits[0][1]} take the same value in every small setting"
             )
-            return env
-        for s in grow:
-            env[s] = min(MAX_VALUE, env[s] * 2)
-        if all(env[s] >= MAX_VALUE for s in grow):
-            notes.append(f"could not make {low[0]} at least 2 below {MAX_VALUE}")
-            return env
-    return env
+        return env
+
+    def second(self, env: dict[str, int]) -> dict[str, int]:
+        """A second setting in which every input dim and every derived dim takes a new value."""
+        out = {**env, **{s: env[s] + 1 for s in self.batch}}
+        for s in self.free:
+            inc = self._step(env, out, s)
+            if inc is None:
+                out[s] = env[s] + 1
+                self.notes.append(f"no small change of {s} moves the dims a fix is about")
+            else:
+                out[s] = env[s] + inc
+        return self.distinct(self.define(out))
+
+    def _step(self, env: dict[str, int], out: dict[str, int], s: str) -> int | None:
+        """The smallest change of ``s`` that moves the most dims derived from it."""
+        deps = [d for d in self.derived if s in symbols(d)]
+        must = [d for d in self.focus if s in symbols(d)]
+        best: tuple[int, int] | None = None  # (score, inc)
+        for inc in range(1, max(64, 4 * env[s])):
+            trial = self.define({**out, s: env[s] + inc})
+            vals = [(evaluate(d, trial), evaluate(d, env)) for d in deps]
+            if any(v is not None and v < 2 for v, _ in vals):
+                continue
+            if any(evaluate(d, trial) == evaluate(d, env) for d in must):
+                continue
+            score = sum(v != w for v, w in vals)
+            if best is None or score > best[0]:
+                best = (score, inc)
+            if score == len(deps):
+                break
+        return None if best is None else best[1]
 
 
 def _input_sizes(model: onnx.ModelProto) -> set[int]:
@@ -163,73 +244,6 @@ def _collisions(
             out.append((vals[v], d))
         vals.setdefault(v, d)
     return out
-
-
-def _distinct(
-    env: dict[str, int],
-    watched: Sequence[Dim],
-    derived: Sequence[Sym],
-    free: Sequence[str],
-    batch: set[str],
-    avoid: set[int],
-    notes: list[str],
-) -> dict[str, int]:
-    """Nudge free (then batch) dims until the watched dims take pairwise distinct values."""
-    env = dict(env)
-    movable = list(free) + sorted(batch)
-    for _ in range(200):
-        hits = _collisions(env, watched, avoid)
-        if not hits:
-            return env
-        a, b = hits[0]
-        support = [s for s in movable if s in symbols(b) | symbols(a)] or movable
-        if not support:
-            break
-        env[support[-1]] += 1
-        env = _raise(env, derived, free, notes)
-    if _collisions(env, watched, avoid):
-        a, b = _collisions(env, watched, avoid)[0]
-        notes.append(f"{a} and {b} take the same value in every small setting")
-    return env
-
-
-def _second(
-    env: Mapping[str, int],
-    derived: Sequence[Sym],
-    focus: Sequence[Dim],
-    syms: Sequence[str],
-    free: Sequence[str],
-    batch: set[str],
-    avoid: set[int],
-    notes: list[str],
-) -> dict[str, int]:
-    """A second setting in which every input dim and every derived dim takes a new value."""
-    out = dict(env)
-    for s in batch:
-        out[s] = env[s] + 1
-    for s in free:
-        deps = [d for d in derived if s in symbols(d)]
-        must = [d for d in focus if s in symbols(d)]
-        best: tuple[int, int] | None = None  # (score, inc)
-        for inc in range(1, max(64, 4 * env[s])):
-            trial = {**out, s: env[s] + inc}
-            vals = [(evaluate(d, trial), evaluate(d, env)) for d in deps]
-            if any(v is not None and v < 2 for v, _ in vals):
-                continue
-            if any(evaluate(d, trial) == evaluate(d, env) for d in must):
-                continue
-            score = sum(v != w for v, w in vals)
-            if best is None or score > best[0]:
-                best = (score, inc)
-            if score == len(deps):
-                break
-        if best is None:
-            out[s] = env[s] + 1
-            notes.append(f"no small change of {s} moves the dims a fix is about")
-        else:
-            out[s] = env[s] + best[1]
-    watched = [named(s) for s in syms] + list(focus)
-    return _distinct(out, watched, derived, free, batch, avoid, notes)
 
 
 def _shown(ctx: Context, focus: Sequence[Dim], derived: Sequence[Sym]) -> list[Sym]:

@@ -1,0 +1,409 @@
+"""When does an op run?  Conditions on dims, collected per op and classified by sampling.
+
+Many ops only run when their inputs agree in size: broadcasting operands on
+each axis, a Reshape's element count, Split sizes that add up, Concat's other
+axes, a MatMul's inner dims.  With symbolic shapes each such requirement is a
+condition on the model's input dims, e.g. ``T*B*144 == 20*B*144``.
+
+Rather than solve conditions algebraically, :func:`classify` evaluates them at
+many input values (:func:`onnxfix.shapes.evaluate`): a condition that always
+holds is dropped (``((x - 1)//2)//2 == (x - 1)//4``), one that holds at a few
+values *pins* a dynamic dim (``T == 20``, the size it was traced at), one that
+holds on a residue class pins it modulo something (``L % 8 == 0``), and one
+that sets an input dim to a function of others (``F == (L // 10) - 1``) is a
+*relation* the inputs must satisfy — something probes must respect, not a bug.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import onnx
+
+from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate, symbols
+
+if TYPE_CHECKING:
+    from onnxfix.context import Context, GraphCtx
+
+#: single-symbol conditions are scanned densely over 2..SCAN
+SCAN = 1024
+#: at most this many pinned values are listed as "works only at"
+FEW = 4
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``lhs`` and ``rhs`` must agree for ``node`` to run.
+
+    ``kind``: ``eq`` (equal), ``broadcast`` (equal, or one is 1), ``divides``
+    (``rhs % lhs == 0``, a Reshape with -1).
+    """
+
+    graph: GraphCtx
+    node: onnx.NodeProto
+    lhs: Dim
+    rhs: Dim
+    kind: str
+    what: str
+    operands: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a condition means for the model's input dims.
+
+    ``status``: ``always`` (drop it), ``never`` (fails at every size), ``pins`` (a
+    symbol only works at ``values``), ``residue`` (``symbol % modulus == remainder``),
+    ``finite`` (several symbols, finitely many combinations: ``B*T == 80``),
+    ``relation`` (``symbol`` must equal ``defines``: an input relation), ``dense``
+    (holds on most values, e.g. an inequality) or ``unknown`` (not computable).
+    """
+
+    status: str
+    symbol: str | None = None
+    values: tuple[int, ...] = ()
+    modulus: int = 0
+    remainder: int = 0
+    defines: Dim | None = None
+    combos: tuple[tuple[int, ...], ...] = ()
+    syms: tuple[str, ...] = ()
+
+    @property
+    def pins(self) -> bool:
+        return self.status in ("pins", "residue", "finite", "never")
+
+
+def _truth(kind: str, a: int | None, b: int | None) -> bool | None:
+    if a is None or b is None or a < 1 or b < 1:
+        return None  # a size the model cannot have there: no evidence either way
+    if kind == "divides":
+        return b % a == 0
+    if kind == "broadcast" and (a == 1 or b == 1):
+        return None  # 1 broadcasts by accident: not what the condition is about
+    return a == b
+
+
+def holds(cond: Condition, env: dict[str, int]) -> bool | None:
+    return _truth(cond.kind, evaluate(cond.lhs, env), evaluate(cond.rhs, env))
+
+
+def classify(
+    cond: Condition, inputs: Collection[str] | None = None, rng: random.Random | None = None
+) -> Verdict:
+    """Classify ``cond`` by evaluating it over the input dims it depends on.
+
+    ``inputs`` are the model's input dims; a condition on any other symbol (a name an
+    exporter gave an intermediate size) is ``unknown``.
+    """
+    if cond.lhs == cond.rhs:
+        return Verdict("always")
+    syms = tuple(sorted(symbols(cond.lhs) | symbols(cond.rhs)))
+    if not syms or (inputs is not None and not set(syms) <= set(inputs)):
+        return Verdict("unknown")
+    rng = rng or random.Random(0)
+    for side, other in ((cond.lhs, cond.rhs), (cond.rhs, cond.lhs)):
+        if (
+            isinstance(side, Sym)
+            and side.kind == "sym"
+            and str(side.args[0]) not in symbols(other)
+            and symbols(other)
+        ):
+            return Verdict("relation", str(side.args[0]), defines=other, syms=syms)
+    if len(syms) == 1:
+        return _one(cond, syms[0])
+    return _many(cond, syms, rng)
+
+
+def _scan(cond: Condition, s: str, base: dict[str, int]) -> tuple[list[int], int]:
+    """Values of ``s`` in 2..SCAN where ``cond`` holds, and how many were evaluable."""
+    ok, seen = [], 0
+    for v in range(2, SCAN + 1):
+        t = holds(cond, {**base, s: v})
+        if t is None:
+            continue
+        seen += 1
+        if t:
+            ok.append(v)
+    return ok, seen
+
+
+def _one(cond: Condition, s: str) -> Verdict:
+    ok, seen = _scan(cond, s, {})
+    if seen == 0:
+        return Verdict("unknown", s, syms=(s,))
+    if len(ok) == seen:
+        return Verdict("always", s, syms=(s,))
+    if not ok:
+        return Verdict("never", s, syms=(s,))
+    if len(ok) <= FEW:
+        return Verdict("pins", s, tuple(ok), syms=(s,))
+    residue = _period(cond, s, ok)
+    if residue is not None:
+        return Verdict("residue", s, tuple(ok[:FEW]), residue[0], residue[1], syms=(s,))
+    if len(ok) > seen // 2:
+        return Verdict("dense", s, syms=(s,))
+    return Verdict("pins", s, tuple(ok[:FEW]), syms=(s,))
+
+
+def _period(
+    cond: Condition, s: str, ok: list[int], base: dict[str, int] | None = None
+) -> tuple[int, int] | None:
+    good = set(ok)
+    for p in range(2, 129):
+        r = ok[0] % p
+        consistent = True
+        for v in range(2, SCAN + 1):
+            t = holds(cond, {**(base or {}), s: v})
+            if t is None:
+                continue
+            if t != (v % p == r):
+                consistent = False
+                break
+        if consistent and good:
+            return p, r
+    return None
+
+
+def _many(cond: Condition, syms: tuple[str, ...], rng: random.Random) -> Verdict:
+    trials = [{s: rng.randint(2, 256) for s in syms} for _ in range(200)]
+    truth = [holds(cond, env) for env in trials]
+    known = [t for t in truth if t is not None]
+    if not known:
+        return Verdict("unknown", syms=syms)
+    if all(known):
+        return Verdict("always", syms=syms)
+    # does one symbol carry the whole condition, whatever the others are?
+    for s in syms:
+        sets = []
+        for env in trials[:6]:
+            ok, seen = _scan(cond, s, env)
+            if seen:
+                sets.append(tuple(ok))
+        if sets and all(x == sets[0] for x in sets) and sets[0]:
+            ok = list(sets[0])
+            if len(ok) <= FEW:
+                return Verdict("pins", s, tuple(ok), syms=syms)
+            residue = _period(cond, s, ok, trials[0])
+            if residue is not None:
+                return Verdict("residue", s, tuple(ok[:FEW]), residue[0], residue[1], syms=syms)
+    if sum(known) > len(known) // 4:
+        return Verdict("dense", syms=syms)
+    combos = _combos(cond, syms)
+    if combos is not None:
+        return Verdict("finite", combos=tuple(combos[:FEW]), syms=syms)
+    return Verdict("dense", syms=syms)
+
+
+def _combos(cond: Condition, syms: tuple[str, ...]) -> list[tuple[int, ...]] | None:
+    """For two symbols: the few combinations where ``cond`` holds (``B*T == 80``)."""
+    if len(syms) != 2:
+        return None
+    found: list[tuple[int, ...]] = []
+    for a in range(2, 257):
+        for b in range(2, 257):
+            if holds(cond, {syms[0]: a, syms[1]: b}):
+                found.append((a, b))
+                if len(found) > 64:
+                    return None
+    return found or None
+
+
+# --- collecting conditions -----------------------------------------------------------------
+
+Collector = Callable[["GraphCtx", onnx.NodeProto], Iterator[Condition]]
+COLLECTORS: dict[str, Collector] = {}
+
+
+def collects(*ops: str) -> Callable[[Collector], Collector]:
+    def register(fn: Collector) -> Collector:
+        for op in ops:
+            COLLECTORS[op] = fn
+        return fn
+
+    return register
+
+
+def _pairs(
+    g: GraphCtx,
+    node: onnx.NodeProto,
+    shapes: Sequence[Sequence[Dim]],
+    names: Sequence[str],
+    kind: str,
+    label: str,
+) -> Iterator[Condition]:
+    rank = max((len(s) for s in shapes), default=0)
+    for i in range(1, rank + 1):
+        dims = [s[-i] for s in shapes if len(s) >= i]
+        distinct: list[Dim] = []
+        for d in dims:
+            if d != 1 and d not in distinct:
+                distinct.append(d)
+        for a, b in itertools.pairwise(distinct):
+            yield Condition(g, node, a, b, kind, f"{label} axis -{i}", tuple(names))
+
+
+@collects(
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Mod",
+    "And",
+    "Or",
+    "Xor",
+    "Equal",
+    "Less",
+    "LessOrEqual",
+    "Greater",
+    "GreaterOrEqual",
+    "Where",
+    "Max",
+    "Min",
+    "Sum",
+    "Mean",
+    "BitShift",
+    "BitwiseAnd",
+    "BitwiseOr",
+    "BitwiseXor",
+    "PRelu",
+)
+def _broadcast(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
+    names = [i for i in node.input if i]
+    shapes = [g.shape(i) for i in names]
+    if len(names) >= 2 and all(s is not None for s in shapes):
+        yield from _pairs(g, node, shapes, names, "broadcast", "operands'")  # type: ignore[arg-type]
+
+
+@collects("Expand")
+def _expand(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
+    s, t = g.shape(node.input[0]), g.value(node.input[1])
+    if s is not None and t is not None:
+        yield from _pairs(
+            g, node, [s, t], [node.input[0], node.input[1]], "broadcast", "input and target"
+        )
+
+
+@collects("Concat")
+def _concat(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
+    shapes = [s for i in node.input if i and (s := g.shape(i)) is not None]
+    if not shapes or len(shapes) != len([i for i in node.input if i]):
+        return
+    rank = len(shapes[0])
+    axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
+    axis = axis + rank if axis < 0 else axis
+    for i in range(rank):
+        if i == axis:
+            continue
+        first = shapes[0][i]
+        for s in shapes[1:]:
+            if len(s) == rank and s[i] != first:
+                yield Condition(g, node, first, s[i], "eq", f"inputs' axis {i}", tuple(node.input))
+                break
+
+
+@collects("MatMul")
+def _matmul(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
+    a, b = g.shape(node.input[0]), g.shape(node.input[1])
+    if a is None or b is None or not a or not b:
+        return
+    inner_b = b[-2] if len(b) >= 2 else b[0]
+    if a[-1] != inner_b:
+        yield Condition(g, node, a[-1], inner_b, "eq", "inner dims", tuple(node.input[:2]))
+    if len(a) > 2 and len(b) > 2:
+        yield from _pairs(
+            g, node, [a[:-2], b[:-2]], list(node.input[:2]), "broadcast", "batch dims'"
+        )
+
+
+@collects("Reshape")
+def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
+    s, target = g.shape(node.input[0]), g.value(node.input[1])
+    if s is None or target is None:
+        return
+    allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+    known: list[Dim] = []
+    free = False
+    for i, t in enumerate(target):
+        if t == 0 and not allowzero:
+            if i >= len(s):
+                return
+            known.append(s[i])
+        elif t == -1:
+            free = True
+        else:
+            known.append(t)
+    numel, prod = d_prod(s), d_prod(known)
+    if free:
+        yield Condition(g, node, prod, numel, "divides", "element count", (node.input[0],))
+    else:
+        yield Condition(g, node, numel, prod, "eq", "element count", (node.input[0],))
+
+
+@collects("Split")
+def _split(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
+    s = g.shape(node.input[0])
+    if s is None:
+        return
+    axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
+    axis = axis + len(s) if axis < 0 else axis
+    sizes = next((list(a.ints) for a in node.attribute if a.name == "split"), None)
+    if sizes is None and len(node.input) > 1 and node.input[1]:
+        sizes = g.ints(node.input[1])
+    if not sizes or axis >= len(s):
+        return
+    total: Dim = 0
+    for v in sizes:
+        total = d_add(total, v)
+    yield Condition(g, node, s[axis], total, "eq", f"split sizes on axis {axis}", (node.input[0],))
+
+
+def collect(ctx: Context) -> list[Condition]:
+    """Every condition of every node of the main graph that is not trivially true."""
+    out: list[Condition] = []
+    for g, node in ctx.by_op(COLLECTORS):
+        if g is not ctx.main:
+            continue
+        try:
+            out.extend(c for c in COLLECTORS[node.op_type](g, node) if c.lhs != c.rhs)
+        except Exception:  # an odd node says nothing: never a reason to stop the analysis
+            continue
+    return out
+
+
+def input_dims(model: onnx.ModelProto) -> set[str]:
+    """The names of the model's dynamic input dims (``input:axis`` when unnamed)."""
+    init = {t.name for t in model.graph.initializer}
+    out = set()
+    for vi in model.graph.input:
+        if vi.name in init:
+            continue
+        for i, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.dim_param:
+                out.add(d.dim_param)
+            elif not d.HasField("dim_value") or d.dim_value < 0:
+                out.add(f"{vi.name}:{i}")
+    return out
+
+
+def relations(ctx: Context, skip: set[int] | None = None) -> list[tuple[str, Dim]]:
+    """Input dims the graph sets from others (``F == (L // 10) - 1``), for planning
+    probes; conditions of nodes in ``skip`` (ids of nodes with errors) are ignored."""
+    out: list[tuple[str, Dim]] = []
+    seen: set[str] = set()
+    inputs = input_dims(ctx.model)
+    for cond in collect(ctx):
+        if skip and id(cond.node) in skip:
+            continue
+        v = classify(cond, inputs)
+        if v.status == "relation" and v.symbol not in seen and v.defines is not None:
+            seen.add(v.symbol)  # type: ignore[arg-type]
+            out.append((v.symbol, v.defines))  # type: ignore[arg-type]
+    return out
+
+
+__all__ = ["Condition", "Verdict", "classify", "collect", "holds", "relations"]
