@@ -12,12 +12,15 @@ import functools
 import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
+
+if TYPE_CHECKING:
+    from onnxfix.shapes.conditions import Condition, Verdict
 
 #: derived dims rendered longer than this get a short name and a definition
 ABBREVIATE_AT = 48
@@ -139,6 +142,21 @@ class Context:
     @property
     def main(self) -> GraphCtx:
         return self.graphs[0]
+
+    @functools.cached_property
+    def input_dims(self) -> set[str]:
+        """The names of the model's dynamic input dims (``input:axis`` when unnamed)."""
+        from onnxfix.shapes.conditions import input_dims
+
+        return input_dims(self.model)
+
+    @functools.cached_property
+    def conditions(self) -> list[tuple[Condition, Verdict]]:
+        """Every condition under which a node of the main graph runs, classified once
+        (:mod:`onnxfix.shapes.conditions`), in graph order."""
+        from onnxfix.shapes.conditions import classify, collect
+
+        return [(c, classify(c, self.input_dims)) for c in collect(self)]
 
     @functools.cached_property
     def outer_reads(self) -> set[str]:
@@ -320,11 +338,24 @@ def scope_of(node: onnx.NodeProto) -> str | None:
     return None
 
 
+_FRAME = re.compile(r"(\S+\.py)\((\d+)\): (\S+)")
+
+
 def source_of(node: onnx.NodeProto) -> str | None:
-    """The PyTorch source line of a node (dynamo ``stack_trace``), if any."""
+    """The PyTorch source line of a node, if the exporter recorded it.
+
+    The dynamo exporter keeps a stack trace in ``metadata_props``; the TorchScript
+    exporter, run with ``verbose=True``, writes frames such as ``model.py(6): forward``
+    into the node's ``doc_string``: the first frame outside torch itself is the line of
+    the model's code.
+    """
     md = {p.key: p.value for p in node.metadata_props}
     trace = md.get("pkg.torch.onnx.stack_trace")
-    if not trace:
-        return None
-    lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else None
+    if trace:
+        lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else None
+    for line in node.doc_string.splitlines():
+        m = _FRAME.search(line)
+        if m and "/torch/" not in m.group(1).replace("\\", "/"):
+            return f"{m.group(1).rsplit('/', 1)[-1]}({m.group(2)}): {m.group(3)}"
+    return None

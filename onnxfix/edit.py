@@ -248,6 +248,14 @@ class RuleEditor:
     def set_input(self, node: onnx.NodeProto, index: int, value: str) -> None:
         node.input[index] = value
 
+    def redeclare_output_dim(self, name: str, axis: int, dim_param: str) -> None:
+        """Declare axis ``axis`` of graph output ``name`` dynamic, named ``dim_param``."""
+        for vi in self.graph.output:
+            if vi.name == name:
+                d = vi.type.tensor_type.shape.dim[axis]
+                d.Clear()
+                d.dim_param = dim_param
+
     def drop_output(self, name: str) -> None:
         self.editor._at(self.graph, self.depth).drop_outputs.add(name)
 

@@ -77,7 +77,7 @@ def suppress(
         ):
             continue
         kept.append(d)
-    return _drop_consequences(ctx, kept)
+    return _drop_consequences(ctx, kept, by_code)
 
 
 def _where(d: Detection) -> tuple[int, int]:
@@ -91,20 +91,24 @@ def _has_error(found: list[Detection], d: Detection, code: str) -> bool:
     )
 
 
-def _drop_consequences(ctx: context.Context, found: list[Detection]) -> list[Detection]:
-    """Drop warnings and infos without a fix on nodes downstream of an error.
+def _drop_consequences(
+    ctx: context.Context, found: list[Detection], rules: dict[str, Rule[Any]] | None = None
+) -> list[Detection]:
+    """Drop findings that an error upstream explains.
 
     An error such as a wrong repeat shape makes every shape after it wrong too, and
     the broadcasts that then look suspicious are consequences, not findings (a
-    compiler's cascading errors).  Errors are always kept: each is real on its own
-    evidence.  The next lint after a repair shows whatever was hidden.
+    compiler's cascading errors).  Dropped: warnings and infos without a fix downstream
+    of any error, and findings of ``cascades`` rules (size conditions) downstream of
+    another rule's error.  Other errors are kept: each is real on its own evidence.
+    The next lint after a repair shows whatever was hidden.
     """
     errors = [
         d for d in found if d.finding.severity == Severity.ERROR and d.anchor.node is not None
     ]
     if not errors or len(errors) == len(found):
         return found
-    tainted: set[int] = set()
+    tainted: dict[int, set[str]] = {}  # node id -> codes of the errors upstream of it
     for d in errors:
         g = d.anchor.graph
         stack = list(d.anchor.node.output)  # type: ignore[union-attr]
@@ -115,16 +119,21 @@ def _drop_consequences(ctx: context.Context, found: list[Detection]) -> list[Det
                 continue
             seen.add(v)
             for n in g.consumers.get(v, []):
-                if id(n) not in tainted:
-                    tainted.add(id(n))
+                codes = tainted.setdefault(id(n), set())
+                if d.finding.rule not in codes:
+                    codes.add(d.finding.rule)
                     stack.extend(n.output)
-    return [
-        d
-        for d in found
-        if d.finding.severity == Severity.ERROR
-        or d.plan is not None
-        or id(d.anchor.node) not in tainted
-    ]
+
+    def consequence(d: Detection) -> bool:
+        upstream = tainted.get(id(d.anchor.node), set())
+        if not upstream:
+            return False
+        rule = (rules or {}).get(d.finding.rule)
+        if rule is not None and rule.cascades and upstream - {d.finding.rule}:
+            return True
+        return d.finding.severity != Severity.ERROR and d.plan is None
+
+    return [d for d in found if not consequence(d)]
 
 
 def with_legends(ctx: context.Context, found: list[Detection]) -> list[Detection]:

@@ -102,8 +102,14 @@ def plan(
     planner = _Planner(ctx, syms, focus, dict(fixed or {}), skip_nodes)
     first = planner.first()
     second = planner.second(first)
+    if planner.stuck:
+        planner.notes.append(
+            f"{len(planner.stuck)} derived dim(s) stay below 2 at every small "
+            f"setting (e.g. {ctx.fmt_dim(next(iter(planner.stuck)))})"
+        )
     show = _shown(ctx, planner.focus, planner.derived)
-    return Plan([_setting(e, show, ctx) for e in (first, second)], planner.notes)
+    notes = list(dict.fromkeys(planner.notes))
+    return Plan([_setting(e, show, ctx) for e in (first, second)], notes)
 
 
 class _Planner:
@@ -117,6 +123,7 @@ class _Planner:
     ) -> None:
         self.syms = list(syms)
         self.fixed = fixed
+        self.fmt = ctx.fmt_dim
         self.notes: list[str] = []
         self.rel = [
             (s, e)
@@ -131,6 +138,8 @@ class _Planner:
         self.avoid = {d for d in focus if isinstance(d, int) and d > 1} | _input_sizes(ctx.model)
         self.focus = [d for d in focus if isinstance(d, Sym) and d.varies]
         self.watched = [named(s) for s in syms if s not in defined] + list(self.focus)
+        #: derived dims no small setting makes 2 or more (reported once, in the notes)
+        self.stuck: set[Sym] = set()
         for s, e in self.rel:
             self.notes.append(f"{s} is set from the other dims: {s} = {ctx.fmt_dim(e)}")
 
@@ -155,22 +164,23 @@ class _Planner:
         return [d for d in self.derived if (v := evaluate(d, env)) is not None and v < 2]
 
     def grow(self, env: dict[str, int]) -> dict[str, int]:
-        """Grow the free input dims until every derived dim is at least 2."""
-        for _ in range(64):
-            low = self.low(env)
+        """Grow the free input dims until every derived dim is at least 2.
+
+        Dims that growing does not raise (a size that only shrinks, or stays 1, when the
+        inputs grow) are given up on after one try, so sizes stay small."""
+        for _ in range(24):
+            low = [d for d in self.low(env) if d not in self.stuck]
             if not low:
-                return env
+                break
             grow = {s for d in low for s in symbols(d) if s in self.free}
-            if not grow:
-                self.notes.append(
-                    f"{len(low)} derived dim(s) stay below 2 whatever the free "
-                    f"dims are (e.g. {low[0]})"
-                )
-                return env
-            if all(env[s] >= MAX_VALUE for s in grow):
-                self.notes.append(f"could not make {low[0]} at least 2 below {MAX_VALUE}")
-                return env
-            env = self.define({**env, **{s: min(MAX_VALUE, env[s] * 2) for s in grow}})
+            if not grow or all(env[s] >= MAX_VALUE for s in grow):
+                self.stuck.update(low)
+                break
+            trial = self.define({**env, **{s: min(MAX_VALUE, env[s] * 2) for s in grow}})
+            raised = [d for d in low if (evaluate(d, trial) or 0) > (evaluate(d, env) or 0)]
+            self.stuck.update(d for d in low if d not in raised)
+            if raised:
+                env = trial
         return env
 
     def distinct(self, env: dict[str, int]) -> dict[str, int]:
@@ -186,7 +196,8 @@ class _Planner:
         hits = _collisions(env, self.watched, self.avoid)
         if hits:
             self.notes.append(
-                f"{hits[0][0]} and {hits[0][1]} take the same value in every small setting"
+                f"{self.fmt(hits[0][0])} and {self.fmt(hits[0][1])} take the same value in "
+                "every small setting"
             )
         return env
 
@@ -207,7 +218,7 @@ class _Planner:
         deps = [d for d in self.derived if s in symbols(d)]
         must = [d for d in self.focus if s in symbols(d)]
         best: tuple[int, int] | None = None  # (score, inc)
-        for inc in range(1, max(64, 4 * env[s])):
+        for inc in range(1, min(256, max(64, 4 * env[s]))):
             trial = self.define({**out, s: env[s] + inc})
             vals = [(evaluate(d, trial), evaluate(d, env)) for d in deps]
             if any(v is not None and v < 2 for v, _ in vals):

@@ -126,8 +126,10 @@ def repair(
     old_keys = {f.key() for f in before}
     new = [f for f in remaining if f.key() not in old_keys and f.severity == Severity.ERROR]
     if fixed and new:
-        result.error = "fixes introduced new findings: " + "; ".join(
-            f"{f.rule} {f.node}" for f in new
+        result.error = (
+            "after the fixes, errors that were hidden behind them remain, so the model still "
+            "fails: "
+            + "; ".join(f"{f.rule} at {f.node}" + ("" if f.fix else " (no fix)") for f in new)
         )
         return result
     if dry_run or dst is None or (not fixed and not outputs):

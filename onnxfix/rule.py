@@ -153,6 +153,8 @@ class Rule(Generic[P]):
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity]
+    #: other severities a finding of this rule may have (WB103: an error when it pins a dim)
+    severities: ClassVar[tuple[Severity, ...]] = ()
     summary: ClassVar[str]
     family: ClassVar[str] = ""
     #: the best applicability this rule's fixes can have (``None``: never fixes)
@@ -165,6 +167,9 @@ class Rule(Generic[P]):
     supersedes: ClassVar[tuple[str, ...]] = ()
     #: a generic rule yields to any other rule's error on the same node
     generic: ClassVar[bool] = False
+    #: its findings downstream of another rule's error are consequences of it (a wrong
+    #: repeat shape makes every later size condition fail) and are not shown
+    cascades: ClassVar[bool] = False
     valid: ClassVar[tuple[Case, ...]] = ()
     invalid: ClassVar[tuple[Case, ...]] = ()
 

@@ -38,7 +38,7 @@ def test_check_fails_broken_and_passes_repaired(entry: dict, cli, tmp_path: Path
     fixed = tmp_path / "fixed.onnx"
     rep = cli("repair", str(model), str(fixed), "--reference", str(npz), "--unsafe-fixes")
     if rep.returncode != 0:  # a stripped weight cannot be repaired: nothing to check
-        assert rep.returncode == 2 and not fixed.exists()
+        assert rep.returncode in (1, 2) and not fixed.exists()
         return
     # a repair that removed a dangling output (TG101) no longer has what the reference has
     ref = [] if any(f["rule"] == "TG101" for f in _errors(entry)) else ["--reference", str(npz)]

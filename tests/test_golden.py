@@ -105,14 +105,19 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
     npz = FIXTURES / entry["reference"]
     before = _sha(src)
     expected = _expected(entry)
+    shot = corpus_findings(entry)
     errors = [e for e in expected if e[2] == "error"]
     # errors no fix addresses (a generic rule's error may vanish with a specific fix)
-    unfixable = [e for e in errors if _rule(e[0]).fixable is None and not _rule(e[0]).generic]
-    unsafe = any(_rule(e[0]).fixable == Applicability.UNSAFE for e in expected)
-    # the manifest's claim: onnxruntime cannot run the original correctly when an error
-    # is expected (warnings may or may not come with a wrong result)
+    unfixable = [
+        f
+        for f in shot
+        if f["severity"] == "error" and f["fix"] is None and not _rule(f["rule"]).generic
+    ]
+    unsafe = any(f["fix"] == Applicability.UNSAFE.value for f in shot)
+    # the manifest's claim: onnxruntime cannot run the original correctly at every stored
+    # case when an error is expected (a size baked at trace time still runs at that size)
     runs = entry["onnxruntime"].get("runs", [])
-    runs_ok = entry["onnxruntime"]["load"] == "ok" and any(r["result"] == "ok" for r in runs)
+    runs_ok = entry["onnxruntime"]["load"] == "ok" and all(r["result"] == "ok" for r in runs)
     if [e for e in errors if e[0] != "TG201"]:  # a contract error: the model itself runs
         assert not runs_ok
     # the stored references vary every dynamic dim over at least two values, never only 1
@@ -126,10 +131,16 @@ def test_positive_repair_runs_like_pytorch(entry: dict, tmp_path: Path) -> None:
         # be fixed) or 2 (what was fixed cannot be verified while the error remains)
         assert result.exit_code in (1, 2) and not out.exists()
         return
+    if result.error and "hidden behind them remain" in result.error:
+        # fixing uncovered another error with no fix (torchaudio's Conformer also builds its
+        # padding mask at the traced length): nothing is written
+        assert result.exit_code == 2 and not out.exists() and "(no fix)" in result.error
+        return
     assert result.error is None
     assert result.exit_code == 0
-    fixable = {r.code for r in registry.all_rules() if r.fixable is not None}
-    assert {(f.rule, f.node) for f in result.fixed} >= {e[:2] for e in expected if e[0] in fixable}
+    assert {(f.rule, f.node) for f in result.fixed} >= {
+        (f["rule"], f["node"]) for f in shot if f["fix"] is not None
+    }
     if not result.fixed:  # warnings without a fix: nothing fixed, nothing written
         assert not out.exists()
         return

@@ -22,9 +22,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import onnx
 
-from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate, symbols
+from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate_array, symbols
 
 if TYPE_CHECKING:
     from onnxfix.context import Context, GraphCtx
@@ -59,8 +60,9 @@ class Verdict:
     ``status``: ``always`` (drop it), ``never`` (fails at every size), ``pins`` (a
     symbol only works at ``values``), ``residue`` (``symbol % modulus == remainder``),
     ``finite`` (several symbols, finitely many combinations: ``B*T == 80``),
-    ``relation`` (``symbol`` must equal ``defines``: an input relation), ``dense``
-    (holds on most values, e.g. an inequality) or ``unknown`` (not computable).
+    ``relation`` (``symbol`` must equal ``defines``: an input relation), ``bounded``
+    (an interval: a maximum or minimum length), ``dense`` (holds on most values) or
+    ``unknown`` (not computable).
     """
 
     status: str
@@ -71,24 +73,43 @@ class Verdict:
     defines: Dim | None = None
     combos: tuple[tuple[int, ...], ...] = ()
     syms: tuple[str, ...] = ()
+    #: ``values`` is (first, last) of an interval, not a list
+    interval: bool = False
 
     @property
     def pins(self) -> bool:
         return self.status in ("pins", "residue", "finite", "never")
 
 
-def _truth(kind: str, a: int | None, b: int | None) -> bool | None:
-    if a is None or b is None or a < 1 or b < 1:
-        return None  # a size the model cannot have there: no evidence either way
-    if kind == "divides":
-        return b % a == 0
-    if kind == "broadcast" and (a == 1 or b == 1):
-        return None  # 1 broadcasts by accident: not what the condition is about
-    return a == b
+def _truth(
+    cond: Condition, env: dict[str, np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(where the condition says something, where it holds) over ``n`` settings at once.
+
+    Sizes below 1 are settings the model cannot have there (no evidence either way), and
+    for broadcasting a 1 broadcasts by accident: neither counts."""
+    a = evaluate_array(cond.lhs, env, n)
+    b = evaluate_array(cond.rhs, env, n)
+    if a is None or b is None:
+        return None
+    valid = (a >= 1) & (b >= 1)
+    if cond.kind == "broadcast":
+        valid &= (a != 1) & (b != 1)
+    if cond.kind == "divides":
+        truth = b % np.where(a == 0, 1, a) == 0
+    else:
+        truth = a == b
+    return valid, truth
 
 
 def holds(cond: Condition, env: dict[str, int]) -> bool | None:
-    return _truth(cond.kind, evaluate(cond.lhs, env), evaluate(cond.rhs, env))
+    got = _truth(cond, {k: np.array([v], np.int64) for k, v in env.items()}, 1)
+    if got is None or not got[0][0]:
+        return None
+    return bool(got[1][0])
+
+
+_VALUES = np.arange(2, SCAN + 1, dtype=np.int64)
 
 
 def classify(
@@ -104,7 +125,6 @@ def classify(
     syms = tuple(sorted(symbols(cond.lhs) | symbols(cond.rhs)))
     if not syms or (inputs is not None and not set(syms) <= set(inputs)):
         return Verdict("unknown")
-    rng = rng or random.Random(0)
     for side, other in ((cond.lhs, cond.rhs), (cond.rhs, cond.lhs)):
         if (
             isinstance(side, Sym)
@@ -115,82 +135,78 @@ def classify(
             return Verdict("relation", str(side.args[0]), defines=other, syms=syms)
     if len(syms) == 1:
         return _one(cond, syms[0])
-    return _many(cond, syms, rng)
+    return _many(cond, syms, np.random.default_rng((rng or random.Random(0)).randrange(2**31)))
 
 
-def _scan(cond: Condition, s: str, base: dict[str, int]) -> tuple[list[int], int]:
-    """Values of ``s`` in 2..SCAN where ``cond`` holds, and how many were evaluable."""
-    ok, seen = [], 0
-    for v in range(2, SCAN + 1):
-        t = holds(cond, {**base, s: v})
-        if t is None:
-            continue
-        seen += 1
-        if t:
-            ok.append(v)
-    return ok, seen
+def _scan(
+    cond: Condition, s: str, base: dict[str, int] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(valid, truth) of ``cond`` for ``s`` = 2..SCAN, the other symbols at ``base``."""
+    n = len(_VALUES)
+    env = {k: np.full(n, v, np.int64) for k, v in (base or {}).items()}
+    env[s] = _VALUES
+    return _truth(cond, env, n)
 
 
 def _one(cond: Condition, s: str) -> Verdict:
-    ok, seen = _scan(cond, s, {})
-    if seen == 0:
+    got = _scan(cond, s)
+    if got is None or not got[0].any():
         return Verdict("unknown", s, syms=(s,))
+    return _shape_of(cond, s, *got, syms=(s,))
+
+
+def _shape_of(
+    cond: Condition, s: str, valid: np.ndarray, truth: np.ndarray, syms: tuple[str, ...]
+) -> Verdict:
+    """What the set of values of ``s`` where ``cond`` holds looks like."""
+    ok = _VALUES[valid & truth]
+    seen = int(valid.sum())
     if len(ok) == seen:
-        return Verdict("always", s, syms=(s,))
-    if not ok:
-        return Verdict("never", s, syms=(s,))
+        return Verdict("always", s, syms=syms)
+    if not len(ok):
+        return Verdict("never", s, syms=syms)
     if len(ok) <= FEW:
-        return Verdict("pins", s, tuple(ok), syms=(s,))
-    residue = _period(cond, s, ok)
-    if residue is not None:
-        return Verdict("residue", s, tuple(ok[:FEW]), residue[0], residue[1], syms=(s,))
-    if len(ok) > seen // 2:
-        return Verdict("dense", s, syms=(s,))
-    return Verdict("pins", s, tuple(ok[:FEW]), syms=(s,))
-
-
-def _period(
-    cond: Condition, s: str, ok: list[int], base: dict[str, int] | None = None
-) -> tuple[int, int] | None:
-    good = set(ok)
+        return Verdict("pins", s, tuple(int(v) for v in ok), syms=syms)
+    known = _VALUES[valid]
+    if ok[-1] - ok[0] + 1 == len(ok) and (ok[0] == known[0] or ok[-1] == known[-1]):
+        # an interval from the smallest size on (a positional table of max_len) or up to
+        # the largest (a conv needs some input): a bound, not a size baked at trace time
+        return Verdict("bounded", s, (int(ok[0]), int(ok[-1])), syms=syms, interval=True)
+    if ok[-1] - ok[0] + 1 == len(ok):  # a window of sizes, e.g. where a derived T == 48
+        return Verdict("pins", s, (int(ok[0]), int(ok[-1])), syms=syms, interval=True)
     for p in range(2, 129):
-        r = ok[0] % p
-        consistent = True
-        for v in range(2, SCAN + 1):
-            t = holds(cond, {**(base or {}), s: v})
-            if t is None:
-                continue
-            if t != (v % p == r):
-                consistent = False
-                break
-        if consistent and good:
-            return p, r
-    return None
+        r = int(ok[0]) % p
+        if np.array_equal(truth[valid], (_VALUES[valid] % p) == r):
+            return Verdict("residue", s, tuple(int(v) for v in ok[:FEW]), p, r, syms=syms)
+    if len(ok) > seen // 2:
+        return Verdict("dense", s, syms=syms)
+    return Verdict("pins", s, tuple(int(v) for v in ok[:FEW]), syms=syms)
 
 
-def _many(cond: Condition, syms: tuple[str, ...], rng: random.Random) -> Verdict:
-    trials = [{s: rng.randint(2, 256) for s in syms} for _ in range(200)]
-    truth = [holds(cond, env) for env in trials]
-    known = [t for t in truth if t is not None]
-    if not known:
+def _many(cond: Condition, syms: tuple[str, ...], rng: np.random.Generator) -> Verdict:
+    n = 200
+    env = {s: rng.integers(2, 257, size=n) for s in syms}
+    got = _truth(cond, env, n)
+    if got is None or not got[0].any():
         return Verdict("unknown", syms=syms)
-    if all(known):
+    valid, truth = got
+    if truth[valid].all():
         return Verdict("always", syms=syms)
     # does one symbol carry the whole condition, whatever the others are?
     for s in syms:
-        sets = []
-        for env in trials[:6]:
-            ok, seen = _scan(cond, s, env)
-            if seen:
-                sets.append(tuple(ok))
-        if sets and all(x == sets[0] for x in sets) and sets[0]:
-            ok = list(sets[0])
-            if len(ok) <= FEW:
-                return Verdict("pins", s, tuple(ok), syms=syms)
-            residue = _period(cond, s, ok, trials[0])
-            if residue is not None:
-                return Verdict("residue", s, tuple(ok[:FEW]), residue[0], residue[1], syms=syms)
-    if sum(known) > len(known) // 4:
+        verdicts = []
+        for j in range(6):
+            base = {k: int(env[k][j]) for k in syms if k != s}
+            scanned = _scan(cond, s, base)
+            if scanned is not None and scanned[0].any():
+                verdicts.append(_shape_of(cond, s, *scanned, syms=syms))
+        if (
+            verdicts
+            and all(v == verdicts[0] for v in verdicts)
+            and verdicts[0].status in ("pins", "residue")
+        ):
+            return verdicts[0]
+    if truth[valid].mean() > 0.25:
         return Verdict("dense", syms=syms)
     combos = _combos(cond, syms)
     if combos is not None:
@@ -202,14 +218,14 @@ def _combos(cond: Condition, syms: tuple[str, ...]) -> list[tuple[int, ...]] | N
     """For two symbols: the few combinations where ``cond`` holds (``B*T == 80``)."""
     if len(syms) != 2:
         return None
-    found: list[tuple[int, ...]] = []
-    for a in range(2, 257):
-        for b in range(2, 257):
-            if holds(cond, {syms[0]: a, syms[1]: b}):
-                found.append((a, b))
-                if len(found) > 64:
-                    return None
-    return found or None
+    a, b = np.meshgrid(np.arange(2, 257), np.arange(2, 257), indexing="ij")
+    got = _truth(cond, {syms[0]: a.ravel(), syms[1]: b.ravel()}, a.size)
+    if got is None:
+        return None
+    hit = got[0] & got[1]
+    if not hit.any() or hit.sum() > 64:
+        return None
+    return [(int(x), int(y)) for x, y in zip(a.ravel()[hit], b.ravel()[hit])]
 
 
 # --- collecting conditions -----------------------------------------------------------------

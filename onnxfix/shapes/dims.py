@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 INT_MAX = 2**62
 
 
@@ -362,4 +364,72 @@ def _apply(kind: str, v: list[object]) -> int | None:  # noqa: C901 - one case p
         d, parts, i = v
         size = -(-d // parts)  # type: ignore[operator]
         return max(0, min(size, d - size * i))
+    return None
+
+
+def evaluate_array(d: object, env: Mapping[str, np.ndarray], n: int) -> np.ndarray | None:
+    """:func:`evaluate` over many settings at once: ``env`` maps each symbol to an int64
+    array of length ``n``.  Entries that are undefined there (a division by zero) are
+    set to -1 (not a size); None if ``d`` cannot be computed at all."""
+    if isinstance(d, int):
+        return np.full(n, d, dtype=np.int64)
+    if not isinstance(d, Sym):
+        return None
+    k, a = d.kind, d.args
+    if k == "sym":
+        v = env.get(str(a[0]))
+        return None if v is None else v
+    if k == "unk":
+        return None
+    vals = []
+    for x in a:
+        arr = evaluate_array(x, env, n)
+        if arr is None:
+            return None
+        vals.append(arr)
+    return _apply_array(k, vals, n)
+
+
+def _apply_array(kind: str, v: list[np.ndarray], n: int) -> np.ndarray | None:
+    with np.errstate(all="ignore"):
+        if kind == "add":
+            return np.sum(v, axis=0)
+        if kind == "mul":
+            return np.prod(v, axis=0)
+        if kind in ("floordiv", "ceildiv", "mod"):
+            num, den = v
+            safe = np.where(den == 0, 1, den)
+            out = (
+                num // safe
+                if kind == "floordiv"
+                else -(-num // safe)
+                if kind == "ceildiv"
+                else num % safe
+            )
+            return np.where(den == 0, -1, out)
+        if kind == "conv":  # (d, k, s, dilation, total pads, ceil)
+            d, k, s, dil, pads, ceil = v
+            eff = dil * (k - 1) + 1
+            num = d + pads - eff
+            safe = np.where(s == 0, 1, s)
+            q = np.where(ceil != 0, -(-num // safe), num // safe)
+            return np.where(s == 0, -1, q + 1)
+        if kind == "slice" and len(v) in (2, 4):
+            d, st, en, sp = (
+                (v[0], np.zeros(n, np.int64), v[1], np.ones(n, np.int64)) if len(v) == 2 else v
+            )
+            if not np.all(sp == 1):
+                return None
+            st = np.clip(np.where(st < 0, st + d, st), 0, d)
+            en = np.clip(np.where(en < 0, en + d, en), 0, d)
+            return np.maximum(0, en - st)
+        if kind == "range":
+            st, lim, dl = v
+            safe = np.where(dl == 0, 1, dl)
+            return np.where(dl == 0, -1, np.maximum(0, -(-(lim - st) // safe)))
+        if kind == "split":
+            d, parts, i = v
+            safe = np.where(parts == 0, 1, parts)
+            size = -(-d // safe)
+            return np.maximum(0, np.minimum(size, d - size * i))
     return None

@@ -568,6 +568,60 @@ def _conv(p: Propagator, c: OpCall) -> None:
         p.set(extra, None)
 
 
+@handles("Pad")
+def _pad(p: Propagator, c: OpCall) -> None:
+    """Each axis grows by its begin and end pads (``pads`` input, or attribute before 11)."""
+    s0 = c.s0
+    pads = attr(c.node, "pads", None)
+    if pads is None and len(c.ins) > 1 and c.ins[1]:
+        pads = p.value(c.ins[1])
+    if s0 is None or pads is None:
+        p.set(c.out, None)
+        return
+    axes = list(range(len(s0)))
+    if len(c.ins) > 3 and c.ins[3]:
+        given = p.const_ints(c.ins[3])
+        if given is None:
+            p.set(c.out, None)
+            return
+        axes = [a + len(s0) if a < 0 else a for a in given]
+    if len(pads) != 2 * len(axes):
+        p.set(c.out, None)
+        return
+    res = list(s0)
+    for k, a in enumerate(axes):
+        res[a] = d_add(d_add(res[a], pads[k]), pads[k + len(axes)])
+    p.set(c.out, tuple(res), None, False, _dt0(p, c))
+
+
+@handles("ConvTranspose")
+def _conv_transpose(p: Propagator, c: OpCall) -> None:
+    """(in - 1) * stride - pads + dilation * (k - 1) + output_padding + 1 per spatial axis."""
+    node, x, w = c.node, c.s0, c.shapes[1] if len(c.shapes) > 1 else None
+    if x is None or w is None or attr(node, "output_shape") is not None:
+        p.set(c.out, None)
+        return
+    nsp = len(x) - 2
+    group = int(attr(node, "group", 1))
+    strides = list(attr(node, "strides", None) or [1] * nsp)
+    dil = list(attr(node, "dilations", None) or [1] * nsp)
+    pads = list(attr(node, "pads", None) or [0] * (2 * nsp))
+    outpad = list(attr(node, "output_padding", None) or [0] * nsp)
+    auto_pad = attr(node, "auto_pad", b"NOTSET")
+    if (auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad) not in ("NOTSET", ""):
+        p.set(c.out, None)
+        return
+    spatial: list[Dim] = []
+    for i in range(nsp):
+        k = w[2 + i]
+        if not isinstance(k, int):
+            p.set(c.out, None)
+            return
+        grown = d_mul(d_add(x[2 + i], -1), strides[i])
+        spatial.append(d_add(grown, dil[i] * (k - 1) + outpad[i] + 1 - pads[i] - pads[i + nsp]))
+    p.set(c.out, (x[0], d_mul(w[1], group), *spatial), None, False, _dt0(p, c))
+
+
 @handles(
     "ReduceMax",
     "ReduceMin",

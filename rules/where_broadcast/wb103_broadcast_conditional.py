@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-import onnx
+from collections.abc import Iterator
 
-from onnxfix.context import Context, GraphCtx
+from onnxfix.context import Context
 from onnxfix.findings import Severity
-from onnxfix.rule import Case, Detection, Match, Rule, fail, ok
-from onnxfix.rules.where_broadcast._common import FAMILY, conditional_terms, operands
-from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Shape, Sym, broadcast
+from onnxfix.rule import Case, Detection, Rule
+from onnxfix.rules.trace_baked._common import ADVICE, cause, pinning, where_from, works_at
+from onnxfix.rules.where_broadcast._common import FAMILY, operands
+from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Sym, broadcast
+from onnxfix.shapes.conditions import Condition, Verdict
 
 
 def _varying_vs_fixed(check: BroadcastCheck) -> bool:
@@ -23,70 +25,96 @@ class BroadcastConditional(Rule[None]):
     """## What it does
     Finds broadcasting operators whose operands broadcast only for particular
     values of a dynamic dimension: a dim that varies with the inputs (`T`, or a
-    size computed from it) sits on the same axis as a fixed size other than 1,
-    e.g. `cond [B, S]` against `x [B, T, 768]` requires `S == 768`.
+    size computed from it) sits on the same axis as a size that does not follow
+    it, e.g. `x [B, T, 256]` against a positional table `[1, 20, 256]` requires
+    `T == 20`. The condition is simplified and evaluated over the input dims
+    (`((x - 1)//2)//2 == (x - 1)//4` always holds and is dropped).
 
     ## Why is this bad?
     The model runs at the one size it was traced at (or with 1, which is what
-    most probing tools feed) and fails at every other size.
+    most probing tools feed) and fails at every other size. When the condition
+    provably pins an input dim the model declares dynamic (`T == 20`,
+    `L % 8 == 0`), the finding is an error; when the sizes cannot be computed it
+    is a warning.
 
     ## Example
     ```
-    Add(x: float[B, T, 256], pos: float[1, 512, 256])   # only if T == 512 (or 1)
+    Add(x: float[B, T, 256], pos: float[1, 20, 256])   # only if T == 20 (or 1)
     ```
 
     ## Fix safety
     No automatic fix unless the operands prove the mask-indexing signature
-    (then WB102 reports it with a safe fix). Review the exporting code.
+    (then WB102 reports it with a safe fix). Build the table from the input's
+    size in PyTorch (`self.pe[:, :x.size(1)]`, `torch.arange(x.size(1))`).
     """
 
     code = "WB103"
     name = "broadcast-conditional"
     severity = Severity.WARNING
+    severities = (Severity.ERROR,)
     summary = "Operands broadcast only when a dynamic dim takes one particular size"
     family = FAMILY
+    cascades = True
     ops = frozenset(BROADCAST_OPS)
-    messages = {"main": "{op} operands {operands} broadcast only if {terms}"}
+    messages = {
+        "pins": "{op} operands {operands} broadcast {works} ({what} disagree: {a} vs {b}); "
+        "{sym} is {where}, declared dynamic. Likely cause: {cause}",
+        "unknown": "{op} operands {operands} broadcast only if {terms}",
+    }
 
-    def match(
-        self, ctx: Context, g: GraphCtx, node: onnx.NodeProto
-    ) -> Match[tuple[list[str], list[Shape], BroadcastCheck]]:
-        got = operands(g, node)
-        if not got:
-            return got
-        names, shapes = got.get()
-        check = broadcast(shapes)
-        if check.ok:
-            return fail("the operands broadcast for every size", node, 1)
-        if check.concrete:
-            return fail("two concrete sizes conflict (WB101)", node, 1)
-        if not _varying_vs_fixed(check):
-            return fail("no input-dependent dim meets a fixed size", node, 2)
-        return ok((names, shapes, check))
-
-    def found(
-        self,
-        ctx: Context,
-        g: GraphCtx,
-        node: onnx.NodeProto,
-        evidence: tuple[list[str], list[Shape], BroadcastCheck],
-    ) -> Detection:
-        names, shapes, check = evidence
-        desc = ", ".join(f"'{n}' {ctx.fmt(s)}" for n, s in zip(names, shapes))
-        return self.report(
-            ctx,
-            g,
-            node,
-            self.msg(
-                "main",
-                op=node.op_type,
-                operands=desc,
-                terms="; ".join(conditional_terms(ctx, check)),
-            ),
-            inputs=names,
-            advice="no automatic fix: check the exporting code for this size "
-            "(a fixed-size table or a mask built for another axis)",
-        )
+    def detect(self, ctx: Context) -> Iterator[Detection]:
+        pinned: dict[int, tuple[Condition, Verdict]] = {}
+        for cond, v in pinning(ctx, self.ops or frozenset()):
+            pinned.setdefault(id(cond.node), (cond, v))
+        verdicts: dict[int, list[str]] = {}
+        for cond, v in ctx.conditions:
+            verdicts.setdefault(id(cond.node), []).append(v.status)
+        for g, node in ctx.by_op(self.ops or frozenset()):
+            got = operands(g, node)
+            if not got:
+                continue
+            names, shapes = got.get()
+            desc = ", ".join(f"'{n}' {ctx.fmt(s)}" for n, s in zip(names, shapes))
+            if id(node) in pinned:
+                cond, v = pinned[id(node)]
+                yield self.report(
+                    ctx,
+                    g,
+                    node,
+                    self.msg(
+                        "pins",
+                        op=node.op_type,
+                        operands=desc,
+                        works=works_at(ctx, cond, v),
+                        what=cond.what,
+                        a=ctx.fmt_dim(cond.lhs),
+                        b=ctx.fmt_dim(cond.rhs),
+                        sym=v.symbol or ", ".join(v.syms),
+                        where=where_from(ctx, v.symbol or v.syms[0]),
+                        cause=cause(g, cond, v),
+                    ),
+                    inputs=names,
+                    advice=ADVICE,
+                    severity=Severity.ERROR,
+                )
+                continue
+            check = broadcast(shapes)
+            if check.ok or check.concrete or not _varying_vs_fixed(check):
+                continue
+            # decided conditions (always, a relation between inputs, most sizes) say nothing
+            if "unknown" not in verdicts.get(id(node), ["unknown"]):
+                continue
+            yield self.report(
+                ctx,
+                g,
+                node,
+                self.msg(
+                    "unknown", op=node.op_type, operands=desc, terms="; ".join(_terms(ctx, check))
+                ),
+                inputs=names,
+                advice="no automatic fix: check the exporting code for this size "
+                "(a fixed-size table or a mask built for another axis)",
+            )
 
     valid = (
         Case(
@@ -94,11 +122,31 @@ class BroadcastConditional(Rule[None]):
              g (float[B, T, 8] x, float[1, 1, 8] b) => (float[B, T, 8] y) { y = Add(x, b) }""",
             "a bias over channels",
         ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+             g (float[B, T, 8] x) => (float[B, T, 8] y) {
+                 s = Shape(x)
+                 i = Constant<value = int64[1] {1}>()
+                 t = Gather<axis = 0>(s, i)
+                 z = Constant<value = int64[1] {0}>()
+                 ps = Constant<value = int64[3] {1, 512, 8}>()
+                 pe = ConstantOfShape(ps)
+                 p = Slice(pe, z, t, i)
+                 y = Add(x, p) }""",
+            "pe[:, :x.size(1)]: the table sliced to the input's length",
+        ),
     )
     invalid = (
         Case(
             """<ir_version: 8, opset_import: ["" : 17]>
-             g (float[B, T, 8] x, float[1, 20, 8] pe) => (float[B, T, 8] y) { y = Add(x, pe) }""",
+             g (float[B, T, 8] x, float[1, 20, 8] pe) => (float[B, T, 8] y) {
+                 y = Add(x, pe) }""",
             "a positional table of the traced length",
         ),
     )
+
+
+def _terms(ctx: Context, check: BroadcastCheck) -> list[str]:
+    from onnxfix.rules.where_broadcast._common import conditional_terms
+
+    return conditional_terms(ctx, check)
