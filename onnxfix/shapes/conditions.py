@@ -211,6 +211,8 @@ def _many(cond: Condition, syms: tuple[str, ...], rng: np.random.Generator) -> V
     combos = _combos(cond, syms)
     if combos is not None:
         return Verdict("finite", combos=tuple(combos[:FEW]), syms=syms)
+    if not truth[valid].any() and len(syms) == 2:
+        return Verdict("never", syms=syms)  # not at any of 65,025 combinations either
     return Verdict("dense", syms=syms)
 
 

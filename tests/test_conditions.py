@@ -1,0 +1,89 @@
+"""Conditions on input dims: normal forms, evaluation, and how conditions are classified."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxfix import context, plan, probe
+from onnxfix.shapes import d_add, d_floordiv, d_mul, evaluate, named
+from onnxfix.shapes.conditions import Condition, classify
+from onnxfix.shapes.dims import evaluate_array
+
+S, N, T, L, B = named("s37"), named("n"), named("T"), named("L"), named("B")
+
+
+def _cond(lhs, rhs, kind: str = "broadcast") -> Condition:
+    return Condition(None, onnx.NodeProto(), lhs, rhs, kind, "test")  # type: ignore[arg-type]
+
+
+def test_floor_division_identities() -> None:
+    # ⌊⌊x/2⌋/2⌋ = ⌊x/4⌋ and (x + 4)//2 = x//2 + 2: equal sizes get equal forms
+    a = d_add(1, d_floordiv(d_floordiv(d_add(-1, S), 2), 2))
+    b = d_add(d_floordiv(d_add(S, -1), 4), 1)
+    assert a == b
+    assert d_floordiv(d_add(T, 4), 2) == d_add(d_floordiv(T, 2), 2)
+    assert d_floordiv(d_mul(32, N), N) == 32
+    assert d_mul(2, d_add(T, 1)) == d_add(d_mul(2, T), 2)
+
+
+@pytest.mark.parametrize(
+    "lhs,rhs",
+    [
+        # the two always-true conditions WB103 warned about on transformers' Speech2Text and
+        # SpeechT5 encoders (dynamo exporter)
+        (
+            d_add(1, d_floordiv(d_floordiv(d_add(-1, S), 2), 2)),
+            d_add(d_floordiv(d_add(S, -1), 4), 1),
+        ),
+        (d_floordiv(d_mul(32, N), N), 32),
+    ],
+)
+def test_always_true_conditions_are_dropped(lhs, rhs) -> None:
+    assert classify(_cond(lhs, rhs)).status == "always"
+
+
+def test_classification() -> None:
+    assert classify(_cond(T, 20)).status == "pins"
+    assert classify(_cond(T, 20)).values == (20,)
+    frames = d_floordiv(L, 8)  # the frames of a stride-8 encoder, decoded back to 8 each
+    total = d_mul(B, L)
+    v = classify(_cond(d_mul(8, d_mul(B, frames)), total, "eq"))
+    assert v.status == "residue" and v.symbol == "L" and v.modulus == 8
+    assert classify(_cond(d_mul(B, T), 80, "eq")).status == "finite"
+    # a relation between inputs is something probes respect, not a bug
+    v = classify(_cond(named("F"), d_add(d_floordiv(L, 10), -1)))
+    assert v.status == "relation" and v.symbol == "F"
+    # an upper bound (a positional table of 512, sliced to the input) is not a pin
+    from onnxfix.shapes import derived
+
+    assert classify(_cond(T, derived("slice", 512, T))).status == "bounded"
+
+
+def test_vectorised_evaluation_agrees_with_scalar() -> None:
+    d = d_add(d_floordiv(d_mul(3, d_add(L, -7)), 4), d_mul(B, 2))
+    ls, bs = np.arange(2, 60), np.arange(3, 61)
+    arr = evaluate_array(d, {"L": ls, "B": bs}, len(ls))
+    assert arr is not None
+    assert [evaluate(d, {"L": int(a), "B": int(b)}) for a, b in zip(ls, bs)] == arr.tolist()
+
+
+def test_planner_sets_an_input_dim_the_graph_relates() -> None:
+    m = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[B, L] x, bool[B, F] m) => (float[B, F, 4] y) {
+            ws = Constant<value = int64[3] {4, 1, 10}>()
+            w = ConstantOfShape<value = float[1] {0.5}>(ws)
+            one = Constant<value = int64[1] {1}>()
+            x3 = Unsqueeze(x, one)
+            c = Conv<strides = [10]>(x3, w)
+            ct = Transpose<perm = [0, 2, 1]>(c)
+            two = Constant<value = int64[1] {2}>()
+            mu = Unsqueeze(m, two)
+            z = Constant<value = float {0.0}>()
+            y = Where(mu, z, ct) }""")
+    ctx = context.build(m)
+    p = plan.plan(ctx, probe.input_symbols(m))
+    for s in p.settings:
+        assert s.dims["F"] == (s.dims["L"] - 10) // 10 + 1
+        assert s.dims["F"] >= 2
