@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from onnxfix import __version__
+from onnxfix.report.safe import visible
 
 if TYPE_CHECKING:
     from onnxfix.contracts import Contract
@@ -205,7 +206,7 @@ def _lint(args: argparse.Namespace) -> int:
             results.append(result)
         else:
             errors.append((path, problem))
-            print(f"onnxfix: {path}: {problem}", file=sys.stderr)
+            print(f"onnxfix: {visible(path)}: {visible(problem)}", file=sys.stderr)
     report.render_lint(args.format, results, errors)
     if errors:
         return EXIT_FAILURE
@@ -224,20 +225,26 @@ def _explain(args: argparse.Namespace) -> int:
         try:
             fired, misses = linter.explain(path, rule.code)
         except ModelError as exc:
-            print(f"onnxfix: {exc}", file=sys.stderr)
+            print(f"onnxfix: {visible(exc)}", file=sys.stderr)
             return EXIT_FAILURE
         for f in fired:
             fired_any = True
-            print(f"{path}: {rule.code} fired at {f.node} ({f.op_type})")
+            print(visible(f"{path}: {rule.code} fired at {f.node} ({f.op_type})"))
         if rule.ops is None:
-            print(f"{path}: {rule.code} looks at whole graphs; it has no per-node reasons")
+            print(visible(f"{path}: {rule.code} looks at whole graphs; it has no per-node reasons"))
         elif not misses and not fired:
-            print(f"{path}: no {'/'.join(sorted(rule.ops))} node for {rule.code} to look at")
+            print(
+                visible(f"{path}: no {'/'.join(sorted(rule.ops))} node for {rule.code} to look at")
+            )
         for m in misses[:10]:
             where = f" (at {m.at})" if m.at and m.at != m.node else ""
-            print(f"{path}: {rule.code} did not fire at {m.node} ({m.op_type}): {m.reason}{where}")
+            print(
+                visible(
+                    f"{path}: {rule.code} did not fire at {m.node} ({m.op_type}): {m.reason}{where}"
+                )
+            )
         if len(misses) > 10:
-            print(f"{path}: ... and {len(misses) - 10} more {rule.code} candidates")
+            print(visible(f"{path}: ... and {len(misses) - 10} more {rule.code} candidates"))
     return EXIT_FINDINGS if fired_any else EXIT_OK
 
 
@@ -267,7 +274,7 @@ def _check(args: argparse.Namespace) -> int:
                 providers=args.provider,
             )
     except ModelError as exc:
-        print(f"onnxfix: {exc}", file=sys.stderr)
+        print(f"onnxfix: {visible(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except (gate.ProviderError, gate.DimsError) as exc:
         raise UsageError(str(exc)) from None
@@ -329,8 +336,14 @@ def _repair(args: argparse.Namespace) -> int:
                 expect=contract,
             )
     except ModelError as exc:
-        print(f"onnxfix: {exc}", file=sys.stderr)
+        print(f"onnxfix: {visible(exc)}", file=sys.stderr)
         return EXIT_FAILURE
+    if result.stale_removed:
+        print(
+            f"onnxfix: removed {len(result.stale_removed)} temporary file(s) an interrupted "
+            f"onnxfix left: {visible(', '.join(result.stale_removed))}",
+            file=sys.stderr,
+        )
     if args.format == "json":
         print(report.repair_json(result))
     else:
@@ -401,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except UsageError as exc:
-        print(f"onnxfix: error: {exc}", file=sys.stderr)
+        print(f"onnxfix: error: {visible(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("onnxfix: interrupted; nothing written", file=sys.stderr)

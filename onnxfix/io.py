@@ -12,6 +12,7 @@ a failure or a kill never leaves a partial model behind.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -220,10 +221,56 @@ def _non_text(model: onnx.ModelProto) -> str | None:  # noqa: C901 - walks every
     return graph(model.graph)
 
 
+_STALE = re.compile(r"^\.onnxfix-(\d+)-.+\.(onnx|data)$")
+
+
 def _tmp_in(folder: Path, suffix: str) -> Path:
-    fd, name = tempfile.mkstemp(prefix=".onnxfix-", suffix=suffix, dir=folder)
+    """A temporary file named after this process (``.onnxfix-<pid>-*``), so that a later
+    run can tell one left by a process that no longer exists (a SIGKILL, the OOM killer)."""
+    fd, name = tempfile.mkstemp(prefix=f".onnxfix-{os.getpid()}-", suffix=suffix, dir=folder)
     os.close(fd)
     return Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale(folder: Path) -> list[Path]:
+    """Remove temporary files that a killed onnxfix left in ``folder``; return them."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in sorted(names):
+        m = _STALE.match(name)
+        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        try:
+            (folder / name).unlink()
+            removed.append(folder / name)
+        except OSError:
+            continue
+    return removed
+
+
+def _final_mode(out: Path) -> int:
+    """The mode the written file gets: that of the file it replaces, else what a new file
+    gets under the umask (the temporary file's 0600 would hide the model from a service
+    running as another user)."""
+    try:
+        return stat.S_IMODE(os.stat(out).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def write_atomic(
@@ -286,8 +333,10 @@ def write_atomic(
                     os.fsync(fh.fileno())
             _write_fsync(tmp_model, model.SerializeToString())
             for loc, tmp in tmp_data.items():
+                os.chmod(tmp, _final_mode(folder / finals[loc]))
                 os.replace(tmp, folder / finals[loc])
             tmp_data.clear()
+        os.chmod(tmp_model, _final_mode(out))
         os.replace(tmp_model, out)
     except OSError as exc:
         raise ModelError(out, f"could not be written ({exc.strerror or exc})") from None

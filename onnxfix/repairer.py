@@ -36,6 +36,8 @@ class RepairResult:
     reasons: list[str] = field(default_factory=list)
     #: graph outputs a fix removed or re-declared on purpose
     changed_outputs: frozenset[str] = frozenset()
+    #: temporary files of an earlier, killed run that were removed from the output folder
+    stale_removed: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -135,6 +137,7 @@ def repair(
     if dry_run or dst is None or (not fixed and not outputs):
         return result  # nothing fixed: nothing to write
     out = Path(dst)
+    result.stale_removed = [str(p) for p in io.remove_stale(out.resolve().parent)]
     rep = verify.Report()
     errors_fixed = sorted({f.rule for f in fixed if f.severity == Severity.ERROR})
     wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None

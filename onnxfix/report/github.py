@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxfix.report.safe import visible
+
 _CMD = {"error": "error", "warning": "warning", "info": "notice"}
 
 
 def _escape(text: str, prop: bool = False) -> str:
+    """A workflow-command value: the command's own escapes, then every other control
+    character made visible (a raw ESC would still reach the log viewer)."""
     text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     if prop:
         text = text.replace(":", "%3A").replace(",", "%2C")
-    return text
+    return visible(text)
 
 
 def annotation(path: str, level: str, title: str, message: str) -> str:

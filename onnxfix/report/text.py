@@ -8,28 +8,41 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from onnxfix.report.safe import visible
+
 if TYPE_CHECKING:
     from rich.console import Console
 
 _STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
 
-def _console() -> Console:
+class _SafeConsole:
+    """A console whose printed strings are made visible first (:mod:`onnxfix.report.safe`):
+    every line of text output may carry a name the model chose."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self.console.print(*(visible(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+def _console() -> Any:
     from rich.console import Console
 
     # markup off: messages carry model names and PyTorch code (`x[mask] = v`), never markup
-    return Console(highlight=False, soft_wrap=True, markup=False)
+    return _SafeConsole(Console(highlight=False, soft_wrap=True, markup=False))
 
 
-def _finding(console: Console, path: str, f: Any) -> None:
+def _finding(console: Any, path: str, f: Any) -> None:
     from rich.text import Text
 
     head = Text()
-    head.append(f"{path}", style="bold")
-    head.append(f" [{f.graph}] {f.node} ({f.op_type})  ")
+    head.append(visible(path), style="bold")
+    head.append(visible(f" [{f.graph}] {f.node} ({f.op_type})  "))
     head.append(f"{f.rule} ", style=_STYLE[f.severity.value])
     head.append(f"{f.severity.value}: ", style=_STYLE[f.severity.value])
-    head.append(f.message)
+    head.append(visible(f.message))
     console.print(head)
     if f.scope:
         console.print(f"    PyTorch scope: {f.scope}")

@@ -1,0 +1,151 @@
+"""Hostile models and faults, round two: output injection, invalid graphs, file modes,
+leftovers after a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.conftest import FIXTURES
+
+EVIL = "/enc/Where\n::error file=x::pwned\x1b[2K\x1b[1A"
+HUBERT = FIXTURES / "where_broadcast/hubert_extract_features_op17_fp32.onnx"
+
+
+def _evil_model(folder: Path) -> Path:
+    """A broken Where whose node name, a value name and a dim name carry a GitHub workflow
+    command and ANSI escapes, saved under a file name that carries them too."""
+    zero = numpy_helper.from_array(np.array(0.0, np.float32), "zero")
+    dim = "T\x1b[2K\n::warning::x"
+    g = helper.make_graph(
+        [helper.make_node("Where", ["mask\x1b[1A", "zero", "x"], ["y"], name=EVIL)],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", dim, 4]),
+            helper.make_tensor_value_info("mask\x1b[1A", TensorProto.BOOL, ["B", dim]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", dim, 4])],
+        [zero],
+    )
+    path = folder / "model\x1b[2K\n::error::name.onnx"
+    onnx.save(
+        helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(path)
+    )
+    return path
+
+
+def test_model_controlled_text_cannot_inject_commands_or_escapes(cli, tmp_path: Path) -> None:
+    path = _evil_model(tmp_path)
+    for fmt in ("text", "github"):
+        res = cli("lint", str(path), "--format", fmt)
+        assert res.returncode == 1, res.stderr
+        out = res.stdout + res.stderr
+        assert "\x1b" not in out and "WB102" in out
+        for line in out.splitlines():
+            if line.startswith("::"):  # only our own annotations, one per finding
+                assert fmt == "github" and line.startswith("::error file=")
+                assert "::error file=x" not in line.split("::", 2)[1]
+    # machine formats keep the exact names (JSON escapes them)
+    doc = json.loads(cli("lint", str(path), "--format", "json").stdout)
+    (finding,) = [f for f in doc["files"][0]["findings"] if f["rule"] == "WB102"]
+    assert finding["node"] == EVIL and doc["files"][0]["path"] == str(path)
+    sarif = json.loads(cli("lint", str(path), "--format", "sarif").stdout)
+    names = [
+        loc["name"]
+        for r in sarif["runs"][0]["results"]
+        for loc in r["locations"][0]["logicalLocations"]
+    ]
+    assert EVIL in names
+
+
+def test_a_cycle_is_an_error(cli, tmp_path: Path) -> None:
+    m = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[N] x) => (float[N] y) {
+            a = Add(x, y)
+            y = Relu(a) }""")
+    path = tmp_path / "cycle.onnx"
+    onnx.save(m, str(path))
+    res = cli("lint", str(path), "--format", "json")
+    assert res.returncode == 1
+    rules = [f["rule"] for f in json.loads(res.stdout)["files"][0]["findings"]]
+    assert "VA102" in rules
+
+
+def test_repaired_files_get_the_mode_of_a_new_file(tmp_path: Path) -> None:
+    out = tmp_path / "fixed.onnx"
+    env = dict(os.environ)
+    res = subprocess.run(
+        ["sh", "-c", f"umask 022 && {sys.executable} -m onnxfix repair '{HUBERT}' '{out}'"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    out.chmod(0o640)  # a file that is replaced keeps its mode
+    res = subprocess.run(
+        [sys.executable, "-m", "onnxfix", "repair", str(HUBERT), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0 and stat.S_IMODE(out.stat().st_mode) == 0o640
+
+
+def _external_model(folder: Path) -> Path:
+    """The HuBERT fixture (a WB102 error) with its weights in a data file."""
+    m = onnx.load(str(HUBERT))
+    src = folder / "src"
+    src.mkdir()
+    path = src / "model.onnx"
+    onnx.save(
+        m, str(path), save_as_external_data=True, location="model.onnx.data", size_threshold=0
+    )
+    return path
+
+
+def test_a_sigkilled_repair_leaves_nothing_after_the_next_run(tmp_path: Path) -> None:
+    model = _external_model(tmp_path)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "fixed.onnx"
+    killed = False
+    for _ in range(20):  # kill it while its temporary files exist (copy or verification)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "onnxfix", "repair", str(model), str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.name.startswith(".onnxfix-") for p in out_dir.iterdir()):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.002)
+        proc.wait(timeout=30)
+        if killed:
+            break
+    assert killed, "the repair finished before its temporary files could be seen"
+    leftovers = [p for p in out_dir.iterdir() if p.name.startswith(".onnxfix-")]
+    assert leftovers, "SIGKILL cannot be handled: the files stay until the next run"
+    res = subprocess.run(
+        [sys.executable, "-m", "onnxfix", "repair", str(model), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "removed" in res.stderr and "interrupted onnxfix left" in res.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["fixed.onnx", "fixed.onnx.data"]
