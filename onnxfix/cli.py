@@ -39,8 +39,10 @@ def _options(args: argparse.Namespace) -> tuple[Any, list[str], list[str], Contr
         cfg = config.load()
     except config.ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
-    select = _codes(getattr(args, "select", None)) or cfg.select
-    ignore = _codes(getattr(args, "ignore", None)) or cfg.ignore
+    cli_select = _codes(getattr(args, "select", None))
+    select = cli_select or cfg.select
+    # flags win (ruff's rule): a rule selected on the command line is not ignored by the config
+    ignore = _codes(getattr(args, "ignore", None)) or ([] if cli_select else cfg.ignore)
     bad = registry.unknown([*select, *ignore])
     if bad:
         raise UsageError(f"unknown rule code or prefix: {', '.join(bad)} (see `onnxfix rules`)")
@@ -191,6 +193,10 @@ def _lint(args: argparse.Namespace) -> int:
     if args.explain:
         return _explain(args)
     results, errors = [], []
+    given = list(args.models)
+    args.models = _expand(given)
+    if not args.models:
+        raise UsageError(f"no .onnx file found in {', '.join(given)}")
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
     task = functools.partial(_lint_one, select=select, ignore=ignore, contract=contract)
     if jobs > 1 and len(args.models) > 1:
@@ -211,6 +217,27 @@ def _lint(args: argparse.Namespace) -> int:
     if errors:
         return EXIT_FAILURE
     return EXIT_FINDINGS if any(r.errors for r in results) else EXIT_OK
+
+
+_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox"}
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """Files as given; directories searched for ``*.onnx`` (hidden and environment folders
+    skipped), in sorted order so output never depends on the file system's order."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+                out += [
+                    os.path.join(root, f)
+                    for f in sorted(files)
+                    if f.endswith(".onnx") and not f.startswith(".onnxfix-")
+                ]
+        else:
+            out.append(p)
+    return out
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -353,6 +380,8 @@ def _repair(args: argparse.Namespace) -> int:
             f"onnxfix: {args.input}: repair failed, nothing written: {result.error}",
             file=sys.stderr,
         )
+    if args.dry_run and result.error is None and result.fixed:
+        return EXIT_FINDINGS  # like ruff --diff: something would change
     return result.exit_code
 
 

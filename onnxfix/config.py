@@ -71,7 +71,9 @@ def find(start: Path | None = None) -> Path | None:
         if candidate.is_file():
             try:
                 data = tomllib.loads(candidate.read_text())
-            except (tomllib.TOMLDecodeError, OSError):
+            except tomllib.TOMLDecodeError as exc:  # a broken config must not turn checks off
+                raise ConfigError(f"{candidate}: not valid TOML: {exc}") from None
+            except OSError:
                 continue
             if "onnxfix" in data.get("tool", {}):
                 return candidate

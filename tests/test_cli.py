@@ -96,7 +96,7 @@ def test_repair_writes_verified_model(cli, tmp_path: Path) -> None:
 def test_repair_dry_run_writes_nothing(cli, tmp_path: Path) -> None:
     out = tmp_path / "fixed.onnx"
     res = cli("repair", str(HUBERT), str(out), "--dry-run")
-    assert res.returncode == 0 and "would fix WB102" in res.stdout
+    assert res.returncode == 1 and "would fix WB102" in res.stdout  # something would change
     assert not out.exists()
 
 

@@ -51,7 +51,9 @@ def _out(text: str) -> None:
 _LINT: dict[str, Callable[[list[Any], list[tuple[str, str]]], None]] = {
     "text": print_lint,
     "json": lambda results, errors: _out(lint_json(results, errors)),
-    "sarif": lambda results, errors: _out(sarif([(r.path, r.findings) for r in results], _rules())),
+    "sarif": lambda results, errors: _out(
+        sarif([(r.path, r.findings) for r in results], _rules(), unreadable=errors)
+    ),
     "github": lambda results, errors: _out(
         github(
             [(r.path, r.findings) for r in results],

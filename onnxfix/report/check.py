@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from onnxfix.report.sarif import uri
+
 
 def run_title(run: Any) -> str:
     return "onnxruntime" + (f" ({run.explained_by})" if run.explained_by else "")
@@ -32,7 +34,10 @@ def sarif_runtime(path: str, run: Any) -> dict[str, Any]:
         "level": "error",
         "message": {"text": describe_run(run)},
         "locations": [
-            {"physicalLocation": {"artifactLocation": {"uri": path}}, "logicalLocations": logical}
+            {
+                "physicalLocation": {"artifactLocation": {"uri": uri(path)}},
+                "logicalLocations": logical,
+            }
         ],
         "properties": {"setting": run.setting, "source": "onnxruntime"},
     }

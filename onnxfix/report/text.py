@@ -57,22 +57,29 @@ def _finding(console: Any, path: str, f: Any) -> None:
 def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
     console = _console()
     total = {"error": 0, "warning": 0, "info": 0}
-    fixable = 0
+    safe = unsafe = 0
     for r in results:
         for note in r.notes:
             console.print(f"{r.path}: note: {note}", style="dim")
         for f in r.findings:
             _finding(console, r.path, f)
             total[f.severity.value] += 1
-            fixable += f.fix is not None and f.fix.applicability.value != "display-only"
-    n = len(results)
-    summary = (
-        f"{n} file{'s' * (n != 1)} checked: {total['error']} error(s), "
-        f"{total['warning']} warning(s), {total['info']} info; {fixable} fixable with "
-        "`onnxfix repair`"
+            if f.fix is not None:
+                safe += f.fix.applicability.value == "safe"
+                unsafe += f.fix.applicability.value == "unsafe"
+    for path, problem in errors:
+        console.print(f"{path}: could not be read: {problem}", style="bold red")
+    n = len(results) + len(errors)
+    head = f"{n} file{'s' * (n != 1)} checked" + (f" ({len(errors)} unreadable)" if errors else "")
+    if not any(total.values()):
+        console.print(f"{head}: no problems found", style="bold")
+        return
+    fixes = f"{safe} fixable with `onnxfix repair`" + (
+        f", {unsafe} more with `--unsafe-fixes`" if unsafe else ""
     )
     console.print(
-        summary if any(total.values()) else f"{n} file{'s' * (n != 1)} checked: no problems found",
+        f"{head}: {total['error']} error(s), {total['warning']} warning(s), "
+        f"{total['info']} info; {fixes}",
         style="bold",
     )
 

@@ -1,0 +1,118 @@
+"""The CLI contract a CI user relies on: typos are errors, flags win, output is stable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.conftest import FIXTURES
+
+HUBERT = FIXTURES / "where_broadcast/hubert_extract_features_op17_fp32.onnx"
+STRIPPED = FIXTURES / "truncated_graph/hubert_stripped_initializer_op17.onnx"
+
+
+def test_unknown_codes_are_usage_errors(cli, tmp_path: Path) -> None:
+    res = cli("lint", str(HUBERT), "--select", "XX999")
+    assert res.returncode == 2 and "XX999" in res.stderr
+    (tmp_path / "pyproject.toml").write_text('[tool.onnxfix]\nselect = ["WB999"]\n')
+    res = cli("lint", str(HUBERT), cwd=tmp_path)
+    assert res.returncode == 2 and "WB999" in res.stderr
+    assert cli("lint", str(HUBERT), "--select", "ALL").returncode == 1
+
+
+def test_broken_pyproject_is_an_error_naming_file_and_line(cli, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.onnxfix]\nselect = ["WB"]\nignore = = 3\n')
+    res = cli("lint", str(HUBERT), cwd=tmp_path)
+    assert res.returncode == 2 and "pyproject.toml" in res.stderr and "line" in res.stderr
+
+
+def test_command_line_select_wins_over_config_ignore(cli, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        textwrap.dedent("""
+        [tool.onnxfix]
+        ignore = ["WB102"]
+    """)
+    )
+    res = cli("lint", str(HUBERT), "--select", "WB102", "--format", "json", cwd=tmp_path)
+    assert [f["rule"] for f in json.loads(res.stdout)["files"][0]["findings"]] == ["WB102"]
+
+
+def test_paths_are_never_markup(cli, tmp_path: Path) -> None:
+    folder = tmp_path / "[v2] [" / "b] été #1 %"  # the path holds "[/b]"
+    folder.mkdir(parents=True)
+    model = folder / "model.onnx"
+    shutil.copy(HUBERT, model)
+    res = cli("lint", str(model))
+    assert res.returncode == 1 and str(model) in res.stdout
+    out = folder / "fixed.onnx"
+    res = cli("repair", str(model), str(out))
+    assert res.returncode == 0 and str(out) in res.stdout, res.stderr
+    res = cli("check", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    doc = json.loads(cli("lint", str(model), "--format", "sarif").stdout)
+    uri = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert " " not in uri["uri"] and "#" not in uri["uri"] and uri["uri"].isascii()
+    assert "%5B" in uri["uri"]
+    rule = cli("rule", "WB102")
+    assert "x[mask] = v" in rule.stdout
+
+
+def test_output_does_not_depend_on_hash_seeds(tmp_path: Path) -> None:
+    outputs = set()
+    for seed in ("0", "1", "2", "42", "1000", "31337"):
+        env = dict(os.environ, PYTHONHASHSEED=seed, COLUMNS="200")
+        res = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "onnxfix",
+                "lint",
+                str(STRIPPED),
+                str(HUBERT),
+                "--format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        outputs.add(res.stdout)
+    assert len(outputs) == 1
+
+
+def test_lint_a_directory_counts_unreadable_files(cli, tmp_path: Path) -> None:
+    shutil.copy(HUBERT, tmp_path / "a.onnx")
+    (tmp_path / "sub").mkdir()
+    shutil.copy(HUBERT, tmp_path / "sub" / "b.onnx")
+    (tmp_path / "sub" / "broken.onnx").write_bytes(b"not a model")
+    res = cli("lint", str(tmp_path))
+    assert res.returncode == 2
+    assert "3 files checked (1 unreadable)" in res.stdout and "broken.onnx" in res.stdout
+    doc = json.loads(cli("lint", str(tmp_path), "--format", "json").stdout)
+    assert len(doc["files"]) == 3 and any("error" in f for f in doc["files"])
+    sarif = json.loads(cli("lint", str(tmp_path), "--format", "sarif").stdout)
+    notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert len(notes) == 1 and "broken.onnx" in notes[0]["message"]["text"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = cli("lint", str(empty))
+    assert res.returncode == 2 and "no .onnx file" in res.stderr and res.stdout == ""
+
+
+def test_dry_run_exits_1_when_something_would_change(cli, tmp_path: Path) -> None:
+    res = cli("repair", str(HUBERT), "--dry-run")
+    assert res.returncode == 1 and "would fix WB102" in res.stdout
+    clean = FIXTURES / "where_broadcast/masked_fill_unsqueezed_op17.onnx"
+    assert cli("repair", str(clean), "--dry-run").returncode == 0
+
+
+def test_github_output_ends_with_a_summary(cli) -> None:
+    res = cli("lint", str(HUBERT), "--format", "github")
+    last = res.stdout.strip().splitlines()[-1]
+    assert last.startswith("::notice title=onnxfix summary::") and "WB102 x1" in last
