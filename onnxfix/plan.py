@@ -166,8 +166,8 @@ class _Planner:
     def grow(self, env: dict[str, int]) -> dict[str, int]:
         """Grow the free input dims until every derived dim is at least 2.
 
-        Dims that growing does not raise (a size that only shrinks, or stays 1, when the
-        inputs grow) are given up on after one try, so sizes stay small."""
+        Dims that growing does not raise (a size that stays 1 when the inputs grow) are
+        given up on after one try, so sizes stay small."""
         for _ in range(24):
             low = [d for d in self.low(env) if d not in self.stuck]
             if not low:
@@ -177,9 +177,12 @@ class _Planner:
                 self.stuck.update(low)
                 break
             trial = self.define({**env, **{s: min(MAX_VALUE, env[s] * 2) for s in grow}})
-            raised = [d for d in low if (evaluate(d, trial) or 0) > (evaluate(d, env) or 0)]
-            self.stuck.update(d for d in low if d not in raised)
-            if raised:
+            before = {d: evaluate(d, env) or 0 for d in low}
+            raised = [d for d in low if (evaluate(d, trial) or 0) > before[d]]
+            # a size that is 1 and stays 1 as the inputs grow will not become 2; one that is
+            # still 0 or less (a conv stack longer than its input) may, after more doubling
+            self.stuck.update(d for d in low if d not in raised and before[d] >= 1)
+            if raised or any(before[d] < 1 for d in low):
                 env = trial
         return env
 

@@ -87,3 +87,22 @@ def test_planner_sets_an_input_dim_the_graph_relates() -> None:
     for s in p.settings:
         assert s.dims["F"] == (s.dims["L"] - 10) // 10 + 1
         assert s.dims["F"] >= 2
+
+
+def test_planner_grows_a_length_until_a_deep_conv_stack_yields_frames() -> None:
+    """Seven strided convs (fairseq's extractor has seven): at small L every frame count
+    is 0 or negative, and doubling L once changes nothing; the plan must keep growing."""
+    convs = "\n".join(
+        f"w{i}s = Constant<value = int64[3] {{1, 1, 3}}>()\n"
+        f"w{i} = ConstantOfShape<value = float[1] {{0.5}}>(w{i}s)\n"
+        f"h{i + 1} = Conv<strides = [2]>(h{i}, w{i})"
+        for i in range(7)
+    )
+    m = onnx.parser.parse_model(f"""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[B, 1, L] h0) => (float[B, 1, T] h7) {{
+            {convs}
+        }}""")
+    ctx = context.build(m)
+    p = plan.plan(ctx, probe.input_symbols(m))
+    frames = [evaluate(ctx.main.shape("h7")[2], s.dims) for s in p.settings]
+    assert all(f is not None and f >= 2 for f in frames) and frames[0] != frames[1], frames
