@@ -17,7 +17,7 @@ import onnx
 
 from onnxfix import contracts, edit, io, registry
 from onnxfix.findings import Applicability, Finding, Severity
-from onnxfix.fixer import Applied, FixFailed, NonConvergence, run_fixes
+from onnxfix.fixer import Applied, FixFailed, FixRun, NonConvergence, run_fixes
 from onnxfix.linter import lint_model
 
 
@@ -90,8 +90,6 @@ def repair(
     ``outputs`` maps a graph output name to an existing value that should provide
     it (``repair --output NAME=VALUE``): the way to re-declare outputs of a cut graph.
     """
-    from onnxfix import verify  # imports onnxruntime lazily, inside its functions
-
     rules = registry.select(select, ignore)
     contract = contracts.resolve(expect)
     loaded = io.load(src)
@@ -136,13 +134,36 @@ def repair(
         return result
     if dry_run or dst is None or (not fixed and not outputs):
         return result  # nothing fixed: nothing to write
-    out = Path(dst)
+    return _write(
+        result,
+        loaded,
+        original,
+        model,
+        run,
+        Path(dst),
+        Path(reference) if reference else None,
+        verify_probe,
+    )
+
+
+def _write(
+    result: RepairResult,
+    loaded: io.LoadedModel,
+    original: onnx.ModelProto,
+    model: onnx.ModelProto,
+    run: FixRun,
+    out: Path,
+    reference: Path | None,
+    probe: bool,
+) -> RepairResult:
+    """Verify the repaired model as it will land and move it into place, or write nothing."""
+    from onnxfix import verify  # imports onnxruntime lazily, inside its functions
+
     result.stale_removed = [str(p) for p in io.remove_stale(out.resolve().parent)]
     rep = verify.Report()
-    errors_fixed = sorted({f.rule for f in fixed if f.severity == Severity.ERROR})
+    errors_fixed = sorted({f.rule for f in result.fixed if f.severity == Severity.ERROR})
     wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
     rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
-
     fixed_nodes = [
         verify.Fixed(f"{a.finding.rule} at {a.finding.node}", a.dims) for a in run.applied
     ]
@@ -152,11 +173,11 @@ def repair(
             loaded.path,
             original,
             tmp,
-            reference=Path(reference) if reference else None,
-            probe=verify_probe,
+            reference=reference,
+            probe=probe,
             report=rep,
             original_wrong=wrong,
-            changed_outputs=changed,
+            changed_outputs=result.changed_outputs,
             ctx=run.ctx,
             fixed=fixed_nodes,
             external_files=[tmp.parent / f for f in _data_files(tmp)],

@@ -116,3 +116,13 @@ def test_github_output_ends_with_a_summary(cli) -> None:
     res = cli("lint", str(HUBERT), "--format", "github")
     last = res.stdout.strip().splitlines()[-1]
     assert last.startswith("::notice title=onnxfix summary::") and "WB102 x1" in last
+
+
+def test_explain_says_why_a_rule_did_not_fire(cli) -> None:
+    fixed_like = FIXTURES / "where_broadcast/masked_fill_unsqueezed_op17.onnx"
+    res = cli("lint", str(fixed_like), "--explain", "WB102")
+    assert res.returncode == 0
+    assert "WB102 did not fire at /Where (Where): the operands broadcast" in res.stdout
+    res = cli("lint", str(HUBERT), "--explain", "where-mask-left-aligned")
+    assert res.returncode == 1 and "WB102 fired at /encoder/Where (Where)" in res.stdout
+    assert cli("lint", str(HUBERT), "--explain", "NOPE").returncode == 2

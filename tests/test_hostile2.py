@@ -150,3 +150,25 @@ def test_a_sigkilled_repair_leaves_nothing_after_the_next_run(tmp_path: Path) ->
     assert res.returncode == 0, res.stderr
     assert "removed" in res.stderr and "interrupted onnxfix left" in res.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["fixed.onnx", "fixed.onnx.data"]
+
+
+def test_a_declared_shape_onnxruntime_tolerates_is_a_warning(cli, tmp_path: Path) -> None:
+    """onnxruntime 1.32 merges a wrong declared output shape leniently and runs the model
+    (as onnxruntime's node_output_not_used test model shows): not 'refuses at load'."""
+    g = helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["y"], name="/T")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+    )
+    path = tmp_path / "declared.onnx"
+    onnx.save(
+        helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(path)
+    )
+    res = cli("lint", str(path), "--format", "json")
+    (f,) = json.loads(res.stdout)["files"][0]["findings"]
+    assert f["rule"] == "VA101" and f["severity"] == "warning" and res.returncode == 0
+    assert "runs (measured)" in f["message"] and "refuses" not in f["message"]
+    # it loads and runs; check still fails it, because the output contradicts its declaration
+    res = cli("check", str(path))
+    assert res.returncode == 1 and "onnxruntime load: ok" in res.stdout and "declared" in res.stdout

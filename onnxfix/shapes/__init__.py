@@ -1,7 +1,8 @@
 """Shape reasoning: the dim algebra, broadcasting, per-op handlers, propagation, folding.
 
 Layout: :mod:`~onnxfix.shapes.dims` (what a dim is and its arithmetic),
-:mod:`~onnxfix.shapes.broadcast`, :mod:`~onnxfix.shapes.ops` (one handler per op),
+:mod:`~onnxfix.shapes.broadcast`, :mod:`~onnxfix.shapes.ops` (the handler table;
+one handler per op, also in ``ops_shape`` and ``ops_nn``),
 :mod:`~onnxfix.shapes.propagate` (the pass over a graph),
 :mod:`~onnxfix.shapes.fold` (the bounded partial evaluator) and
 :mod:`~onnxfix.shapes.conditions`.

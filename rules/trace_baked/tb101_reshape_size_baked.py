@@ -13,7 +13,7 @@ from onnxfix.rule import Case, Detection, Fix, FixPlan, Rule
 from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, cause, pinning, where_from, works_at
 from onnxfix.shapes import Dim, evaluate, named
 from onnxfix.shapes.conditions import Condition, Verdict
-from onnxfix.shapes.ops import quotient
+from onnxfix.shapes.ops_shape import quotient
 
 
 @dataclass(frozen=True)
