@@ -11,6 +11,19 @@ from tests.conftest import ROOT
 
 
 def test_wheel_has_only_onnxfix_top_level(tmp_path: Path) -> None:
+    """Built from a clean copy (an in-tree build/ folder keeps files a wheel no longer has),
+    the wheel holds every module of onnxfix/ and rules/, and nothing else at the top."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "*.egg-info", "fixtures", "benchmarks", "__pycache__"
+        ),
+    )
+    out = tmp_path / "wheel"
     subprocess.run(
         [
             sys.executable,
@@ -21,19 +34,28 @@ def test_wheel_has_only_onnxfix_top_level(tmp_path: Path) -> None:
             "--no-build-isolation",
             "-q",
             "-w",
-            str(tmp_path),
-            str(ROOT),
+            str(out),
+            str(src),
         ],
         check=True,
         capture_output=True,
         timeout=300,
     )
-    (wheel,) = tmp_path.glob("onnxfix-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
+    (wheel,) = out.glob("onnxfix-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"onnxfix"}
-    assert "onnxfix/rules/where_broadcast.py" in names
-    assert "onnxfix/report/json.py" in names
+    want = {
+        f"onnxfix/{p.relative_to(ROOT / 'onnxfix').as_posix()}"
+        for p in (ROOT / "onnxfix").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    want |= {
+        f"onnxfix/rules/{p.relative_to(ROOT / 'rules').as_posix()}"
+        for p in (ROOT / "rules").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert want - names == set(), "modules missing from the wheel"
     assert not any(n.startswith(("tests/", "fixtures/", "rules/")) for n in names)
 
 
