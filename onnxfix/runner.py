@@ -8,16 +8,23 @@ it at once when the parent is interrupted.  Results stream back one run at a
 time, so a kill keeps what was learned before it.
 
 The child is forked when this process never imported onnxruntime (the CLI: a
-fork is then clean and cheap), and made by a fork server otherwise (a process
-that created sessions has runtime threads a fork would copy half-alive).
+fork is then clean and cheap); otherwise it is a fresh interpreter running
+:mod:`onnxfix._probe_worker` (a process that created sessions has runtime
+threads a fork would copy half-alive, and a fork server or spawn would
+re-import the caller's main module).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
+import queue
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,63 +86,118 @@ class Limits:
         return Limits(int(1024 + 1.5 * weights_bytes / 2**20), 60 + 60 * gb)
 
 
-def _context() -> Any:
-    if sys.platform.startswith("linux") and "onnxruntime" not in sys.modules:
-        return mp.get_context("fork")
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["onnxfix.runner", "onnxfix.probe", "onnxruntime", "numpy"])
-    return ctx
+class _Channel:
+    """Outcomes streaming from the child, the same way for a forked child (a pipe) and for
+    a worker subprocess (pickles on its stdout, read by a thread)."""
+
+    def __init__(self, job: Job) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue()
+        if sys.platform.startswith("linux") and "onnxruntime" not in sys.modules:
+            # never imported onnxruntime (the CLI): a fork is clean and cheap
+            ctx = mp.get_context("fork")
+            self.conn, child = ctx.Pipe(duplex=False)
+            self.proc: Any = ctx.Process(target=_child, args=(job, child), daemon=True)
+            self.proc.start()
+            child.close()
+            self.pid = self.proc.pid
+            self.forked = True
+        else:
+            # a process that created sessions has runtime threads a fork would copy
+            # half-alive; a fork server or spawn would re-import the caller's main module
+            # (a script without a __main__ guard, stdin, a notebook): a fresh interpreter
+            # running the worker module does neither
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "onnxfix._probe_worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(pickle.dumps(job))
+            self.proc.stdin.close()
+            self.pid = self.proc.pid
+            self.forked = False
+            threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        stream = self.proc.stdout
+        try:
+            while True:
+                self.queue.put(pickle.load(stream))
+        except Exception:
+            self.queue.put(EOFError)
+
+    def get(self, timeout: float) -> Any:
+        """The next outcome, None at the end, EOFError if the child died, TimeoutError."""
+        if self.forked:
+            if not self.conn.poll(timeout):
+                raise TimeoutError
+            try:
+                return self.conn.recv()
+            except EOFError:
+                return EOFError
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError from None
+
+    def alive(self) -> bool:
+        return self.proc.is_alive() if self.forked else self.proc.poll() is None
+
+    def stop(self, kill: bool) -> None:
+        if self.alive() and kill:
+            self.proc.kill()
+        if self.forked:
+            self.proc.join(timeout=2)
+            self.conn.close()
+        else:
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 def execute(job: Job, limits: Limits) -> list[Outcome]:
     """Run ``job`` in a child process within ``limits``; never raises for the model's faults."""
-    ctx = _context()
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(job, child), daemon=True)
+    channel = _Channel(job)
     outcomes: list[Outcome] = []
     start = time.monotonic()
     finished = False
-    proc.start()
-    child.close()
     try:
         while True:
-            if parent.poll(_POLL):
-                try:
-                    msg = parent.recv()
-                except EOFError:
-                    break
-                if msg is None:
-                    finished = True
-                    proc.join(timeout=5)
-                    break
+            try:
+                msg = channel.get(_POLL)
+            except TimeoutError:
+                msg = TimeoutError
+            if msg is None:
+                finished = True
+                channel.stop(kill=False)
+                break
+            if msg is EOFError:
+                break
+            if msg is not TimeoutError:
                 outcomes.append(msg)
                 continue
-            if not proc.is_alive():
-                break
-            rss = _rss_mb(proc.pid)
-            if rss > limits.memory_mb:
-                outcomes.append(
-                    Outcome(None, False, "limit", f"the probe used more than {limits.memory_mb} MB")
-                )
-                break
-            if time.monotonic() - start > limits.seconds:
-                outcomes.append(
-                    Outcome(
-                        None, False, "limit", f"the probe took more than {limits.seconds:.0f} s"
-                    )
-                )
+            if not channel.alive():
+                continue  # drain what it sent before it ended
+            limit = _over(channel.pid, limits, start)
+            if limit:
+                outcomes.append(Outcome(None, False, "limit", limit))
                 break
     finally:
-        if proc.is_alive():
-            proc.kill()
-        proc.join(timeout=2)
-        parent.close()
+        channel.stop(kill=True)
     if not finished and not any(o.kind == "limit" for o in outcomes):
-        code = proc.exitcode
-        outcomes.append(
-            Outcome(None, False, "runtime", f"onnxruntime crashed the process (exit code {code})")
-        )
+        outcomes.append(Outcome(None, False, "runtime", "onnxruntime crashed the process"))
     return outcomes
+
+
+def _over(pid: int | None, limits: Limits, start: float) -> str | None:
+    if _rss_mb(pid) > limits.memory_mb:
+        return f"the probe used more than {limits.memory_mb} MB"
+    if time.monotonic() - start > limits.seconds:
+        return f"the probe took more than {limits.seconds:.0f} s"
+    return None
 
 
 def _rss_mb(pid: int | None) -> int:
@@ -160,20 +222,28 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().replace("\n", " ")[:400]
 
 
-def _child(job: Job, conn: Any) -> None:
+def outcomes_of(job: Job) -> Iterator[Outcome | None]:
+    """What the child sends: each outcome, then None; a bug of ours is a "tool" outcome,
+    never reported as the model's fault."""
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     try:
         for outcome in _work(job):
-            conn.send(outcome)
+            yield outcome
             if job.stop_on_failure and not outcome.ok:
                 break
-    except BaseException as exc:  # a bug of ours: never reported as the model's fault
-        conn.send(Outcome(None, False, "tool", f"{type(exc).__name__}: {_first_line(exc)}"))
+    except BaseException as exc:
+        yield Outcome(None, False, "tool", f"{type(exc).__name__}: {_first_line(exc)}")
+    yield None
+
+
+def _child(job: Job, conn: Any) -> None:
+    try:
+        for msg in outcomes_of(job):
+            conn.send(msg)
     finally:
-        conn.send(None)
         conn.close()
 
 

@@ -363,3 +363,26 @@ def test_check_stops_within_two_seconds_of_sigterm(tmp_path: Path) -> None:
     time.sleep(0.5)
     alive = subprocess.run(["pgrep", "-f", str(path)], capture_output=True, text=True)
     assert alive.stdout.strip() == ""
+
+
+def test_probes_work_from_a_script_without_a_main_guard(tmp_path: Path) -> None:
+    """A caller that imported onnxruntime first (no fork) and has no __main__ guard, or runs
+    from stdin: the probe child must not re-import the caller's main module."""
+    model = FIXTURES / "where_broadcast/mask_rank1_op12.onnx"
+    code = (
+        "import onnxruntime\nfrom onnxfix import api\n"
+        f"r = api.repair({str(model)!r}, {str(tmp_path / 'out.onnx')!r})\n"
+        "print(r.exit_code, r.error)\n"
+    )
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    for args in ([str(script)], ["-"]):
+        res = subprocess.run(
+            [sys.executable, *args],
+            input=code if args == ["-"] else None,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert res.stdout.strip() == "0 None", res.stdout + res.stderr
