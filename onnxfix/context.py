@@ -76,6 +76,21 @@ class GraphCtx:
             value = node.input[0]
         return nodes
 
+    def downstream(self, node: onnx.NodeProto) -> dict[int, onnx.NodeProto]:
+        """Every node of this graph that ``node``'s outputs flow into (by id)."""
+        out: dict[int, onnx.NodeProto] = {}
+        stack, seen = list(node.output), set()
+        while stack:
+            v = stack.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            for n in self.consumers.get(v, ()):
+                if id(n) not in out:
+                    out[id(n)] = n
+                    stack.extend(n.output)
+        return out
+
     def producer(self, name: str) -> onnx.NodeProto | None:
         g: GraphCtx | None = self
         while g is not None:

@@ -110,19 +110,8 @@ def _drop_consequences(
         return found
     tainted: dict[int, set[str]] = {}  # node id -> codes of the errors upstream of it
     for d in errors:
-        g = d.anchor.graph
-        stack = list(d.anchor.node.output)  # type: ignore[union-attr]
-        seen: set[str] = set()
-        while stack:
-            v = stack.pop()
-            if v in seen:
-                continue
-            seen.add(v)
-            for n in g.consumers.get(v, []):
-                codes = tainted.setdefault(id(n), set())
-                if d.finding.rule not in codes:
-                    codes.add(d.finding.rule)
-                    stack.extend(n.output)
+        for n in d.anchor.graph.downstream(d.anchor.node):  # type: ignore[arg-type]
+            tainted.setdefault(n, set()).add(d.finding.rule)
 
     def consequence(d: Detection) -> bool:
         upstream = tainted.get(id(d.anchor.node), set())

@@ -26,6 +26,7 @@ import numpy as np
 import onnx
 
 from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate_array, symbols
+from onnxfix.shapes.ops import BROADCAST_OPS
 
 if TYPE_CHECKING:
     from onnxfix.context import Context, GraphCtx
@@ -264,32 +265,7 @@ def _pairs(
             yield Condition(g, node, a, b, kind, f"{label} axis -{i}", tuple(names))
 
 
-@collects(
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Mod",
-    "And",
-    "Or",
-    "Xor",
-    "Equal",
-    "Less",
-    "LessOrEqual",
-    "Greater",
-    "GreaterOrEqual",
-    "Where",
-    "Max",
-    "Min",
-    "Sum",
-    "Mean",
-    "BitShift",
-    "BitwiseAnd",
-    "BitwiseOr",
-    "BitwiseXor",
-    "PRelu",
-)
+@collects(*BROADCAST_OPS, "PRelu")
 def _broadcast(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
     names = [i for i in node.input if i]
     shapes = [g.shape(i) for i in names]

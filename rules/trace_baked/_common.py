@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import onnx
-
 from onnxfix.context import Context, GraphCtx
 from onnxfix.shapes import Sym
 from onnxfix.shapes.conditions import Condition, Verdict
@@ -36,23 +34,7 @@ def pinning(ctx: Context, ops: frozenset[str]) -> Iterator[tuple[Condition, Verd
             yield cond, verdict
         if id(cond.node) not in reported:
             reported.add(id(cond.node))
-            tainted |= _downstream(cond.graph, cond.node)
-
-
-def _downstream(g: GraphCtx, node: onnx.NodeProto) -> set[int]:
-    out: set[int] = set()
-    stack = list(node.output)
-    seen: set[str] = set()
-    while stack:
-        v = stack.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        for n in g.consumers.get(v, ()):
-            if id(n) not in out:
-                out.add(id(n))
-                stack.extend(n.output)
-    return out
+            tainted |= set(cond.graph.downstream(cond.node))
 
 
 def where_from(ctx: Context, symbol: str) -> str:

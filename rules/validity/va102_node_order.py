@@ -2,26 +2,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import onnx
-
-from onnxfix.context import Context, GraphCtx
+from onnxfix.context import Context
 from onnxfix.findings import Severity
 from onnxfix.rule import Case, Detection, Rule
-
-
-def _reaches(g: GraphCtx, start: onnx.NodeProto, target: onnx.NodeProto) -> bool:
-    """Whether ``start``'s outputs flow into ``target`` (then reading them is a cycle)."""
-    stack, seen = list(start.output), set()
-    while stack:
-        v = stack.pop()
-        if v in seen:
-            continue
-        seen.add(v)
-        for n in g.consumers.get(v, ()):
-            if n is target:
-                return True
-            stack.extend(n.output)
-    return False
 
 
 class NodeOrder(Rule[None]):
@@ -76,7 +59,7 @@ class NodeOrder(Rule[None]):
                     if not value or value in defined or value not in g.producers:
                         continue
                     producer = g.producers[value]
-                    cycle = producer is node or _reaches(g, node, producer)
+                    cycle = producer is node or id(producer) in g.downstream(node)
                     yield self.report(
                         ctx,
                         g,
