@@ -23,6 +23,7 @@ import onnx
 from onnxfix.context import Context
 from onnxfix.shapes import Dim, Sym, evaluate, named, symbols
 from onnxfix.shapes.conditions import relations
+from onnxfix.shapes.propagate import input_dim_key
 
 #: no input dim is planned above this
 MAX_VALUE = 1 << 20
@@ -58,10 +59,8 @@ def batch_like(model: onnx.ModelProto, syms: Sequence[str]) -> set[str]:
             continue
         dims = vi.type.tensor_type.shape.dim
         for i, d in enumerate(dims):
-            key = d.dim_param or (
-                f"{vi.name}:{i}" if not d.HasField("dim_value") or d.dim_value < 0 else ""
-            )
-            if key:
+            key = input_dim_key(vi.name, i, d)
+            if key is not None:
                 where.setdefault(key, set()).add((i, len(dims)))
     return {
         s

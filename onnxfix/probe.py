@@ -15,6 +15,7 @@ import onnx
 
 from onnxfix.roles import Role
 from onnxfix.roles import infer as infer_roles
+from onnxfix.shapes.propagate import input_dim_key
 
 
 class ProbeError(Exception):
@@ -25,15 +26,6 @@ class ProbeError(Exception):
 MAX_PROBE_ELEMENTS = 50_000_000
 
 
-def dim_key(input_name: str, axis: int, d: onnx.TensorShapeProto.Dimension) -> str | None:
-    """The key of a dynamic input dim (its name, or ``input:axis`` when unnamed); None if
-    fixed.  ``dim_value: -1`` (Paddle2ONNX writes it) is dynamic; ``0`` is not: onnxruntime
-    1.32 enforces it as an empty axis (measured)."""
-    if d.HasField("dim_value") and d.dim_value >= 0:
-        return None
-    return d.dim_param or f"{input_name}:{axis}"
-
-
 def input_symbols(model: onnx.ModelProto) -> list[str]:
     """Dynamic dims of the graph inputs, in order of first appearance."""
     init = {t.name for t in model.graph.initializer}
@@ -42,7 +34,7 @@ def input_symbols(model: onnx.ModelProto) -> list[str]:
         if vi.name in init:
             continue
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            key = dim_key(vi.name, i, d)
+            key = input_dim_key(vi.name, i, d)
             if key is not None and key not in syms:
                 syms.append(key)
     return syms
@@ -69,7 +61,7 @@ def input_shapes(model: onnx.ModelProto, setting: dict[str, int]) -> dict[str, l
             continue
         dims = vi.type.tensor_type.shape.dim
         out[vi.name] = [
-            setting[k] if (k := dim_key(vi.name, i, d)) is not None else d.dim_value
+            setting[k] if (k := input_dim_key(vi.name, i, d)) is not None else d.dim_value
             for i, d in enumerate(dims)
         ]
     return out
@@ -157,7 +149,7 @@ def setting_of(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str
         if arr is None:
             continue
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            key = dim_key(vi.name, i, d)
+            key = input_dim_key(vi.name, i, d)
             if key is not None and i < arr.ndim:
                 setting[key] = int(arr.shape[i])
     return setting

@@ -27,6 +27,7 @@ import onnx
 
 from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate_array, symbols
 from onnxfix.shapes.ops import BROADCAST_OPS
+from onnxfix.shapes.propagate import input_dim_key
 
 if TYPE_CHECKING:
     from onnxfix.context import Context, GraphCtx
@@ -377,10 +378,9 @@ def input_dims(model: onnx.ModelProto) -> set[str]:
         if vi.name in init:
             continue
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            if d.dim_param:
-                out.add(d.dim_param)
-            elif not d.HasField("dim_value") or d.dim_value < 0:
-                out.add(f"{vi.name}:{i}")
+            key = input_dim_key(vi.name, i, d)
+            if key is not None:
+                out.add(key)
     return out
 
 

@@ -63,6 +63,16 @@ class OpCall:
         return self.shapes[0] if self.shapes else None
 
 
+def input_dim_key(input_name: str, axis: int, d: onnx.TensorShapeProto.Dimension) -> str | None:
+    """The symbol of a dynamic dim of a model input: its name, or ``input:axis`` when it has
+    none; None if fixed.  ``dim_value: -1`` (Paddle2ONNX writes it) is dynamic; ``0`` is not:
+    onnxruntime 1.32 enforces it as an empty axis (measured).  Probes, the planner and
+    conditions name input dims through this one function."""
+    if d.HasField("dim_value") and d.dim_value >= 0:
+        return None
+    return d.dim_param or f"{input_name}:{axis}"
+
+
 class Propagator:
     """Computes a symbolic shape (and, for small tensors, a value) per tensor name.
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from onnxfix.context import Context, GraphCtx
 from onnxfix.shapes import Sym
 from onnxfix.shapes.conditions import Condition, Verdict
+from onnxfix.shapes.propagate import input_dim_key
 
 FAMILY = "trace-baked"
 
@@ -41,7 +42,7 @@ def where_from(ctx: Context, symbol: str) -> str:
     """Which input axis carries ``symbol`` ("axis 1 of input 'x'")."""
     for vi in ctx.model.graph.input:
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            if d.dim_param == symbol or f"{vi.name}:{i}" == symbol:
+            if input_dim_key(vi.name, i, d) == symbol:
                 return f"axis {i} of input '{vi.name}'"
     return "an input dim"
 
