@@ -28,6 +28,7 @@ from onnxfix import context, contracts, io, plan, probe, registry, runner
 from onnxfix.findings import Finding, Severity
 from onnxfix.linter import LintResult, analyse
 from onnxfix.roles import infer as infer_roles
+from onnxfix.rule import Detection
 from onnxfix.shapes import Dim
 
 
@@ -131,7 +132,7 @@ def settings_for(
     ctx: context.Context,
     model: onnx.ModelProto,
     dims: dict[str, list[int]] | None,
-    findings: list[Finding],
+    found: list[Detection],
     skip: set[int] | None = None,
 ) -> tuple[list[plan.Setting], list[str]]:
     """Planned settings, or every combination of the ``--dims`` values (other dims planned)."""
@@ -144,11 +145,13 @@ def settings_for(
                 f"--dims names no dynamic dim of the model's inputs: "
                 f"{', '.join(unknown)} (the model's dims: {have})"
             )
-    focus: list[Dim] = []
-    for f in findings:  # the dims of nodes with errors are the ones worth exercising
-        if f.severity == Severity.ERROR:
-            for _name, shape in f.inputs:
-                focus.extend(_parse_dims(ctx, shape))
+    focus: list[Dim] = [  # the dims of the inputs of errors are the ones worth exercising
+        d
+        for det in found
+        if det.finding.severity == Severity.ERROR
+        for name, _shape in det.finding.inputs
+        for d in det.anchor.graph.shape(name) or ()
+    ]
     base = plan.plan(ctx, syms, focus=focus, skip_nodes=skip)
     if not dims:
         return base.settings, base.notes
@@ -160,12 +163,6 @@ def settings_for(
         for s in planned.settings[:1]:
             out.append(s)
     return out, base.notes
-
-
-def _parse_dims(ctx: context.Context, shape: str) -> list[Dim]:
-    """The symbolic dims behind a finding's rendered input shape (for planning)."""
-    names = {ctx.fmt_dim(d): d for s in ctx.main.shapes.shapes.values() for d in s or ()}
-    return [names[t.strip()] for t in shape.strip("[]").split(",") if t.strip() in names]
 
 
 def check(
@@ -198,7 +195,7 @@ def check(
         for d in found
         if d.finding.severity == Severity.ERROR and d.anchor.node is not None
     }
-    settings, plan_notes = settings_for(ctx, model, dims, findings, skip)
+    settings, plan_notes = settings_for(ctx, model, dims, found, skip)
     result.notes += plan_notes
     runs: list[runner.Run] = []
     if reference is not None:
