@@ -47,6 +47,18 @@ def where_from(ctx: Context, symbol: str) -> str:
     return "an input dim"
 
 
+def pinned_fields(ctx: Context, cond: Condition, v: Verdict) -> dict[str, str]:
+    """The message fields every pinned-size finding shares: the sizes it runs at
+    (``works``), the symbol (``sym``), the input axis carrying it (``where``) and the
+    likely cause."""
+    return {
+        "works": works_at(ctx, cond, v),
+        "sym": v.symbol or ", ".join(v.syms),
+        "where": where_from(ctx, v.symbol or v.syms[0]),
+        "cause": cause(cond.graph, cond, v),
+    }
+
+
 def works_at(ctx: Context, cond: Condition, v: Verdict) -> str:
     """The sizes at which the node runs, in words."""
     s = v.symbol

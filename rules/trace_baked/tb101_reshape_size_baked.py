@@ -10,7 +10,7 @@ from onnxfix.context import Context, GraphCtx
 from onnxfix.edit import RuleEditor
 from onnxfix.findings import Applicability, Severity
 from onnxfix.rule import Case, Detection, Fix, FixPlan, Rule
-from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, cause, pinning, where_from, works_at
+from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, pinned_fields, pinning
 from onnxfix.shapes import Dim, evaluate, named
 from onnxfix.shapes.conditions import Condition, Verdict
 from onnxfix.shapes.ops_shape import quotient
@@ -73,19 +73,15 @@ class ReshapeSizeBaked(Rule[Unbake]):
         for cond, v in pinning(ctx, frozenset({"Reshape"})):
             g, node = cond.graph, cond.node
             target = g.value(node.input[1]) or ()
-            sym = v.symbol or ", ".join(v.syms)
             message = self.msg(
                 "main",
                 x=node.input[0],
                 shape=ctx.fmt(g.shape(node.input[0])),
                 target="[" + ", ".join(ctx.fmt_dim(t) for t in target) + "]",
-                works=works_at(ctx, cond, v),
                 numel=ctx.fmt_dim(cond.rhs if cond.kind == "divides" else cond.lhs),
                 must="be a multiple of" if cond.kind == "divides" else "equal",
                 prod=ctx.fmt_dim(cond.lhs if cond.kind == "divides" else cond.rhs),
-                sym=sym,
-                where=where_from(ctx, v.symbol or v.syms[0]),
-                cause=cause(g, cond, v),
+                **pinned_fields(ctx, cond, v),
             )
             yield self.report(
                 ctx,

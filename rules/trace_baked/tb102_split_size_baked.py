@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from onnxfix.context import Context
 from onnxfix.findings import Severity
 from onnxfix.rule import Case, Detection, Rule
-from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, cause, pinning, where_from, works_at
+from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, pinned_fields, pinning
 
 
 class SplitSizeBaked(Rule[None]):
@@ -43,7 +43,6 @@ class SplitSizeBaked(Rule[None]):
     def detect(self, ctx: Context) -> Iterator[Detection]:
         for cond, v in pinning(ctx, frozenset({"Split"})):
             g, node = cond.graph, cond.node
-            sym = v.symbol or ", ".join(v.syms)
             yield self.report(
                 ctx,
                 g,
@@ -52,12 +51,9 @@ class SplitSizeBaked(Rule[None]):
                     "main",
                     x=node.input[0],
                     shape=ctx.fmt(g.shape(node.input[0])),
-                    works=works_at(ctx, cond, v),
                     total=ctx.fmt_dim(cond.rhs),
                     axis=ctx.fmt_dim(cond.lhs),
-                    sym=sym,
-                    where=where_from(ctx, v.symbol or v.syms[0]),
-                    cause=cause(g, cond, v),
+                    **pinned_fields(ctx, cond, v),
                 ),
                 inputs=[node.input[0]],
                 advice=ADVICE,

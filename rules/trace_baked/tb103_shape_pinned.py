@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from onnxfix.context import Context
 from onnxfix.findings import Severity
 from onnxfix.rule import Case, Detection, Rule
-from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, cause, pinning, where_from, works_at
+from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, pinned_fields, pinning
 
 OPS = frozenset({"Expand", "Concat", "MatMul"})
 
@@ -51,7 +51,6 @@ class ShapePinned(Rule[None]):
             if id(node) in seen:
                 continue
             seen.add(id(node))
-            sym = v.symbol or ", ".join(v.syms)
             yield self.report(
                 ctx,
                 g,
@@ -59,13 +58,10 @@ class ShapePinned(Rule[None]):
                 self.msg(
                     "main",
                     op=node.op_type,
-                    works=works_at(ctx, cond, v),
                     what=cond.what,
                     a=ctx.fmt_dim(cond.lhs),
                     b=ctx.fmt_dim(cond.rhs),
-                    sym=sym,
-                    where=where_from(ctx, v.symbol or v.syms[0]),
-                    cause=cause(g, cond, v),
+                    **pinned_fields(ctx, cond, v),
                 ),
                 inputs=list(cond.operands),
                 advice=ADVICE,

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from onnxfix.context import Context
 from onnxfix.findings import Severity
 from onnxfix.rule import Case, Detection, Rule
-from onnxfix.rules.trace_baked._common import ADVICE, cause, pinning, where_from, works_at
+from onnxfix.rules.trace_baked._common import ADVICE, pinned_fields, pinning
 from onnxfix.rules.where_broadcast._common import FAMILY, operands
 from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Sym, broadcast
 from onnxfix.shapes.conditions import Condition, Verdict
@@ -85,13 +85,10 @@ class BroadcastConditional(Rule[None]):
                         "pins",
                         op=node.op_type,
                         operands=desc,
-                        works=works_at(ctx, cond, v),
                         what=cond.what,
                         a=ctx.fmt_dim(cond.lhs),
                         b=ctx.fmt_dim(cond.rhs),
-                        sym=v.symbol or ", ".join(v.syms),
-                        where=where_from(ctx, v.symbol or v.syms[0]),
-                        cause=cause(g, cond, v),
+                        **pinned_fields(ctx, cond, v),
                     ),
                     inputs=names,
                     advice=ADVICE,
