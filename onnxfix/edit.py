@@ -71,13 +71,22 @@ def prune_unused(graph: onnx.GraphProto, candidates: set[str]) -> int:
             for a in n.attribute:
                 for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
                     candidates.update(v for v in used_names(sub) if v in producers)
-        keep = [n for n in graph.node if not any(n is d for d in dead)]
-        copies = [onnx.NodeProto() for _ in keep]
-        for c, n in zip(copies, keep):
-            c.CopyFrom(n)
-        del graph.node[:]
-        graph.node.extend(copies)
+        _reset(graph.node, [n for n in graph.node if not any(n is d for d in dead)])
         removed += len(dead)
+
+
+def _reset(field: Any, items: Sequence[Any]) -> None:
+    """Make the repeated message ``field`` hold ``items``, which may be its own elements.
+    They are copied before the field is cleared so that the result does not depend on what
+    a protobuf implementation does with removed elements still referenced (protobuf 7's
+    upb keeps them intact; the copy is the guarantee, not that)."""
+    copies = []
+    for item in items:
+        copy = type(item)()
+        copy.CopyFrom(item)
+        copies.append(copy)
+    del field[:]
+    field.extend(copies)
 
 
 def _all_names(graph: onnx.GraphProto) -> Iterator[str]:
@@ -165,18 +174,10 @@ class Editor:
                 for n in ge.graph.node:
                     nodes.extend(ge.before.get(id(n), ()))
                     nodes.append(ge.replace.get(id(n), n))
-                copies = [onnx.NodeProto() for _ in nodes]
-                for c, n in zip(copies, nodes):
-                    c.CopyFrom(n)
-                del ge.graph.node[:]
-                ge.graph.node.extend(copies)
+                _reset(ge.graph.node, nodes)
             if ge.drop_outputs:
                 keep = [vi for vi in ge.graph.output if vi.name not in ge.drop_outputs]
-                outs = [onnx.ValueInfoProto() for _ in keep]
-                for c, vi in zip(outs, keep):
-                    c.CopyFrom(vi)
-                del ge.graph.output[:]
-                ge.graph.output.extend(outs)
+                _reset(ge.graph.output, keep)
             if ge.prune:
                 prune_unused(ge.graph, ge.prune)
         self._graphs.clear()
