@@ -111,8 +111,9 @@ def explain(
     return node, node.name, context.scope_of(node), rule
 
 
-def _reaches(model: onnx.ModelProto, sources: set[str], target: onnx.NodeProto) -> bool:
-    """Whether any value in ``sources`` flows into ``target`` (also through subgraphs)."""
+def _upstream(model: onnx.ModelProto, target: onnx.NodeProto) -> set[str]:
+    """Every main-graph value that flows into ``target`` through node inputs (a value a
+    subgraph reads from the enclosing scope is not followed)."""
     producers = {o: n for n in model.graph.node for o in n.output if o}
     stack, seen = list(target.input), set()
     while stack:
@@ -120,12 +121,10 @@ def _reaches(model: onnx.ModelProto, sources: set[str], target: onnx.NodeProto) 
         if v in seen:
             continue
         seen.add(v)
-        if v in sources:
-            return True
         p = producers.get(v)
         if p is not None:
             stack.extend(i for i in p.input if i)
-    return False
+    return seen
 
 
 def settings_for(
@@ -254,7 +253,7 @@ def _record(
     if not o.ok and o.error:
         node, run.node, run.scope, run.explained_by = explain(o.error, model, findings)
         if o.kind == "runtime" and run.explained_by is None and made_up:
-            reach = made_up if node is None else {m for m in made_up if _reaches(model, {m}, node)}
+            reach = made_up if node is None else made_up & _upstream(model, node)
             if reach:
                 why = "; ".join(f"'{m}': {roles[m].why}" for m in sorted(reach))
                 run.doubtful = f"the failure may come from values the probe made up ({why})"
