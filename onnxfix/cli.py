@@ -22,6 +22,7 @@ from onnxfix.report.safe import visible
 if TYPE_CHECKING:
     from onnxfix.contracts import Contract
     from onnxfix.linter import LintResult
+    from onnxfix.rule import Rule
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILURE = 0, 1, 2
 FORMATS = ["text", "json", "sarif", "github"]
@@ -241,12 +242,10 @@ def _expand(paths: list[str]) -> list[str]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from onnxfix import linter, registry
+    from onnxfix import linter
     from onnxfix.io import ModelError
 
-    rule = registry.get(args.explain)
-    if rule is None:
-        raise UsageError(f"no rule '{args.explain}' (see `onnxfix rules`)")
+    rule = _named_rule(args.explain)
     fired_any = False
     for path in args.models:
         try:
@@ -418,13 +417,20 @@ def _rules(args: argparse.Namespace) -> int:
 
 
 def _rule(args: argparse.Namespace) -> int:
-    from onnxfix import registry, report
+    from onnxfix import report
 
-    rule = registry.get(args.code)
-    if rule is None:
-        raise UsageError(f"no rule '{args.code}' (see `onnxfix rules`)")
-    report.print_rule(rule)
+    report.print_rule(_named_rule(args.code))
     return EXIT_OK
+
+
+def _named_rule(code: str) -> Rule[Any]:
+    """The rule a command names (``rule``, ``--explain``); an unknown code is a usage error."""
+    from onnxfix import registry
+
+    rule = registry.get(code)
+    if rule is None:
+        raise UsageError(f"no rule '{code}' (see `onnxfix rules`)")
+    return rule
 
 
 def _terminate(signum: int, frame: object) -> None:

@@ -23,6 +23,8 @@ def test_unknown_codes_are_usage_errors(cli, tmp_path: Path) -> None:
     res = cli("lint", str(HUBERT), cwd=tmp_path)
     assert res.returncode == 2 and "WB999" in res.stderr
     assert cli("lint", str(HUBERT), "--select", "ALL").returncode == 1
+    res = cli("rule", "XX999")
+    assert res.returncode == 2 and "no rule 'XX999'" in res.stderr
 
 
 def test_broken_pyproject_is_an_error_naming_file_and_line(cli, tmp_path: Path) -> None:
