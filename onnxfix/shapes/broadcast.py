@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from onnxfix.shapes.dims import Dim, Shape
@@ -27,17 +27,23 @@ class BroadcastCheck:
         return not self.conflicts
 
 
-def broadcast(shapes: Sequence[Sequence[Dim]]) -> BroadcastCheck:
+def aligned(shapes: Sequence[Sequence[Dim]]) -> Iterator[tuple[int, list[Dim]]]:
+    """Per output axis, counted from the right (1-based, as ONNX aligns shapes), the
+    distinct dims other than 1 that must agree there, in operand order."""
     rank = max((len(s) for s in shapes), default=0)
+    for i in range(1, rank + 1):
+        distinct: list[Dim] = []
+        for d in (s[-i] for s in shapes if len(s) >= i):
+            if d != 1 and d not in distinct:
+                distinct.append(d)
+        yield i, distinct
+
+
+def broadcast(shapes: Sequence[Sequence[Dim]]) -> BroadcastCheck:
     out: list[Dim] = []
     conflicts = []
     concrete = False
-    for i in range(1, rank + 1):
-        dims = [s[-i] for s in shapes if len(s) >= i]
-        distinct: list[Dim] = []
-        for d in dims:
-            if d != 1 and d not in distinct:
-                distinct.append(d)
+    for i, distinct in aligned(shapes):
         if not distinct:
             out.append(1)
             continue

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from onnxfix.shapes.broadcast import aligned
 from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate_array, symbols
 from onnxfix.shapes.ops import BROADCAST_OPS
 from onnxfix.shapes.propagate import input_dim_key
@@ -255,13 +256,7 @@ def _pairs(
     kind: str,
     label: str,
 ) -> Iterator[Condition]:
-    rank = max((len(s) for s in shapes), default=0)
-    for i in range(1, rank + 1):
-        dims = [s[-i] for s in shapes if len(s) >= i]
-        distinct: list[Dim] = []
-        for d in dims:
-            if d != 1 and d not in distinct:
-                distinct.append(d)
+    for i, distinct in aligned(shapes):
         for a, b in itertools.pairwise(distinct):
             yield Condition(g, node, a, b, kind, f"{label} axis -{i}", tuple(names))
 
