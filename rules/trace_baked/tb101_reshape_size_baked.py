@@ -226,15 +226,7 @@ def _baked_outputs(
 ) -> tuple[tuple[str, int, str], ...]:
     """Graph outputs fed by the Reshape that declare the same baked size on the same axis
     (the exporter bakes the output declaration too)."""
-    reach: set[str] = set()
-    stack = list(node.output)
-    while stack:
-        v = stack.pop()
-        if v in reach:
-            continue
-        reach.add(v)
-        for n in g.consumers.get(v, ()):
-            stack.extend(n.output)
+    reach = {*node.output, *(o for n in g.downstream(node).values() for o in n.output)}
     rank = len(g.shape(node.output[0]) or ())
     name = symbol if free == named(symbol) else f"{symbol}_reshaped"
     out = []
