@@ -103,6 +103,8 @@ def validate_external_data(model: onnx.ModelProto, model_path: Path) -> list[Pat
         where = f"external data of tensor '{tensor.name}'"
         if not loc:
             raise ModelError(model_path, f"{where} has no location")
+        if "\x00" in loc:  # no file system takes it; os calls would raise ValueError
+            raise ModelError(model_path, f"{where} has a location with a NUL byte (refused)")
         if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
             raise ModelError(model_path, f"{where} uses an absolute location '{loc}' (refused)")
         parts = Path(loc.replace("\\", "/")).parts
@@ -176,8 +178,28 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     bad = _non_text(model)
     if bad is not None:
         raise ModelError(p, f"is corrupted: {bad} is not valid UTF-8 text")
+    bad = _negative_dim(model.graph)
+    if bad is not None:
+        raise ModelError(p, f"is invalid: {bad}")
     external = validate_external_data(model, p)
     return LoadedModel(path=p, model=model, external_files=external)
+
+
+def _negative_dim(g: onnx.GraphProto) -> str | None:
+    """A declared dim below -1: invalid ONNX, and ONNX's own shape inference aborts the
+    whole process on it (a failed C++ assertion in onnx 1.23), so it is refused before
+    any analysis.  (-1 is what Paddle2ONNX writes for a dynamic dim: kept.)"""
+    for vi in (*g.input, *g.output, *g.value_info):
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if d.HasField("dim_value") and d.dim_value < -1:
+                return f"'{vi.name}' declares dim {d.dim_value} at axis {axis} (negative)"
+    for n in g.node:
+        for a in n.attribute:
+            for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                found = _negative_dim(sub)
+                if found:
+                    return found
+    return None
 
 
 def _non_text(model: onnx.ModelProto) -> str | None:  # noqa: C901 - walks every name-like field

@@ -372,6 +372,8 @@ def evaluate_array(d: object, env: Mapping[str, np.ndarray], n: int) -> np.ndarr
     array of length ``n``.  Entries that are undefined there (a division by zero) are
     set to -1 (not a size); None if ``d`` cannot be computed at all."""
     if isinstance(d, int):
+        if not -(2**63) <= d < 2**63:  # a corrupt constant: no int64 size holds it
+            return None
         return np.full(n, d, dtype=np.int64)
     if not isinstance(d, Sym):
         return None

@@ -68,9 +68,12 @@ def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     return default
 
 
-def axis_of(node: onnx.NodeProto, rank: int) -> int:
+def axis_of(node: onnx.NodeProto, rank: int) -> int | None:
+    """The node's ``axis`` attribute made non-negative; None when it is outside the rank
+    (an invalid model: onnxruntime refuses it, and no pattern can be read from it)."""
     a = int(attr(node, "axis", 0))
-    return a + rank if a < 0 else a
+    a = a + rank if a < 0 else a
+    return a if 0 <= a < rank else None
 
 
 def intended(

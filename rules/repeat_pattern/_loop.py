@@ -61,6 +61,8 @@ def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]
     if xs is None:
         return fail("the shape of the repeated tensor is unknown", seq_x, 7)
     axis = axis_of(seq_x, len(xs))
+    if axis is None:
+        return fail("the split axis is outside the rank of the tensor", seq_x, 7)
     if axis_of(node, len(xs)) != axis:
         return fail("the split and the concatenation are on different axes", node, 7)
     r = uniform_fill(g, seq_r.input[0])

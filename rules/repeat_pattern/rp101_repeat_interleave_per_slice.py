@@ -86,7 +86,10 @@ class RepeatInterleavePerSlice(Rule[Repeat]):
             sh = g.shape(inp)
             if sh is None:
                 return fail(f"the shape of '{inp}' is unknown", node, 1)
-            axis = axis_of(node, len(sh))
+            found = axis_of(node, len(sh))
+            if found is None:
+                return fail("the Concat axis is outside the rank of its inputs", node, 1)
+            axis = found
             hit = unsqueeze_chain(g, inp, axis)
             if not hit:
                 return hit
