@@ -458,6 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"onnxfix: internal error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr
         )
+        if os.environ.get("ONNXFIX_TRACEBACK"):  # for bug reports and the fuzz benchmark
+            import traceback
+
+            traceback.print_exc()
         return EXIT_FAILURE
 
 

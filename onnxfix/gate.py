@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnxfix import context, contracts, io, plan, probe, registry, runner
+from onnxfix import context, contracts, diagnose, io, plan, probe, registry, runner
 from onnxfix.findings import Finding, Severity
 from onnxfix.linter import LintResult, analyse
 from onnxfix.roles import infer as infer_roles
@@ -236,20 +236,21 @@ def _record(
             raise ProviderError(o.error)
         raise RuntimeError(o.error or "the probe failed")
     setting = o.setting
+    said = diagnose.shorten(o.error) if o.error else o.error
     run = ProbeRun(
         setting,
         o.ok,
-        o.error,
+        said,
         max_abs_diff=o.max_abs_diff,
         derived=derived.get(tuple(sorted(setting.items())), {}),
     )
     if o.kind == "limit":
-        result.inconclusive = f"could not verify: {o.error} (pass --dims with smaller values)"
-        run.doubtful = o.error
+        result.inconclusive = f"could not verify: {said} (pass --dims with smaller values)"
+        run.doubtful = said
         result.runs.append(run)
         return
     if o.kind == "load":
-        result.load_error = o.error
+        result.load_error = said
     if not o.ok and o.error:
         node, run.node, run.scope, run.explained_by = explain(o.error, model, findings)
         if o.kind == "runtime" and run.explained_by is None and made_up:

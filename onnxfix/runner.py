@@ -219,7 +219,9 @@ def _runtime_error(exc: BaseException) -> bool:
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().replace("\n", " ")[:400]
+    """The runtime's message, bounded but long enough to hold the sentence after a C++
+    signature; :func:`onnxfix.diagnose.shorten` makes it readable."""
+    return str(exc).strip().replace("\n", " ")[:4000]
 
 
 def outcomes_of(job: Job) -> Iterator[Outcome | None]:

@@ -21,18 +21,36 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxfix import diagnose, runner
 from onnxfix import plan as planner
-from onnxfix import runner
 from onnxfix.contracts import declared_dims, model_ports
 from onnxfix.probe import input_symbols, load_reference, setting_of
 from onnxfix.shapes import Dim, Sym, evaluate
 
 
 class VerificationError(Exception):
-    def __init__(self, step: str, detail: str) -> None:
+    """A failed step: ``cause`` in our words when we can tell it, then the tool's text."""
+
+    def __init__(self, step: str, detail: str, cause: str | None = None) -> None:
         self.step = step
-        self.detail = detail
-        super().__init__(f"verification failed at {step}: {detail}")
+        self.detail = diagnose.shorten(detail)
+        self.cause = cause
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if not self.cause:
+            return f"verification failed at {self.step}: {self.detail}"
+        who = {"checker": "onnx.checker", "shape inference": "ONNX shape inference"}.get(
+            self.step, "onnxruntime" if self.step in ("onnxruntime load", "probe") else None
+        )
+        said = f"; {who} says: {self.detail}" if who else f" ({self.detail})"
+        return f"verification failed at {self.step}: {self.cause}{said}"
+
+    def explained(self, model: onnx.ModelProto | None) -> VerificationError:
+        """This failure with its cause, read from the candidate model where we can."""
+        if self.cause is None:
+            self.cause = diagnose.cause(self.step, self.detail, model)
+        return self
 
 
 @dataclass
@@ -184,6 +202,45 @@ def verify(
     """
     rep = report or Report()
     try:
+        _verify(
+            original_path,
+            original,
+            candidate_path,
+            reference,
+            probe,
+            rep,
+            original_wrong,
+            changed_outputs,
+            ctx,
+            fixed,
+            external_files,
+        )
+    except VerificationError as exc:
+        try:
+            cand: onnx.ModelProto | None = onnx.load(str(candidate_path), load_external_data=False)
+        except Exception:  # the failure itself is the news; a cause is a bonus
+            cand = None
+        exc = exc.explained(cand)
+        if exc.cause is not None and exc.cause == diagnose.structural_cause(original):
+            exc.cause += " (so does the input model: no fix here removes it)"
+        raise exc from None
+    return rep
+
+
+def _verify(
+    original_path: Path | None,
+    original: onnx.ModelProto,
+    candidate_path: Path,
+    reference: Path | None,
+    probe: bool,
+    rep: Report,
+    original_wrong: str | None,
+    changed_outputs: frozenset[str],
+    ctx: Any,
+    fixed: Sequence[Fixed],
+    external_files: Sequence[Path],
+) -> None:
+    try:
         onnx.checker.check_model(str(candidate_path), full_check=True)
     except Exception as exc:
         raise VerificationError("checker", first_error_line(exc)) from None
@@ -208,7 +265,7 @@ def verify(
     )
     if not probe:
         rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
-        return rep
+        return
     _probe(
         original_path,
         cand,
@@ -221,7 +278,6 @@ def verify(
         fixed,
         external_files,
     )
-    return rep
 
 
 def _runs(
@@ -365,5 +421,5 @@ def _exercised(
 
 
 def first_error_line(exc: BaseException) -> str:
-    text = str(exc).strip().replace("\n", " ")
-    return text[:400]
+    """The tool's message, whole: :class:`VerificationError` shortens it for people."""
+    return str(exc).strip()[:4000]

@@ -172,3 +172,92 @@ def test_a_declared_shape_onnxruntime_tolerates_is_a_warning(cli, tmp_path: Path
     # it loads and runs; check still fails it, because the output contradicts its declaration
     res = cli("check", str(path))
     assert res.returncode == 1 and "onnxruntime load: ok" in res.stdout and "declared" in res.stdout
+
+
+# --- failed verification: the cause in our words, then the runtime's text, shortened ------
+
+ORT_SIGNATURE_TEXT = (
+    "[ONNXRuntimeError] : 1 : FAIL : Exception during initialization: "
+    "/onnxruntime_src/onnxruntime/core/framework/session_state_utils.cc:294 "
+    "onnxruntime::common::Status onnxruntime::session_state_utils::SaveInitializedTensors("
+    "const onnxruntime::Env&, const std::__cxx11::basic_string<char>&, const "
+    "onnxruntime::GraphViewer&, const std::vector<int>&, onnxruntime::ITensorAllocator&) "
+    "ort_value_name_idx_map.MaxIdx() > -1 was false. OrtValue indexes should have been populated."
+)
+
+
+def test_runtime_text_loses_its_prefix_paths_and_signatures() -> None:
+    from onnxfix.diagnose import shorten
+
+    short = shorten(ORT_SIGNATURE_TEXT)
+    assert short == (
+        "Exception during initialization: ort_value_name_idx_map.MaxIdx() > -1 was false. "
+        "OrtValue indexes should have been populated."
+    )
+    assert len(shorten("x " * 1000)) <= 300
+
+
+def test_structural_causes_are_named() -> None:
+    from onnxfix.diagnose import structural_cause
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    a = helper.make_node("Relu", ["x"], ["a"], name="first")
+    b = helper.make_node("Neg", ["a"], ["y"], name="second")
+
+    def model(nodes: list, outputs: list) -> onnx.ModelProto:
+        return helper.make_model(helper.make_graph(nodes, "g", [x], outputs))
+
+    assert structural_cause(model([], [])) == "the graph has no outputs and no nodes left"
+    assert structural_cause(model([a], [])) == "the graph has no outputs left"
+    assert structural_cause(model([b, a], [y])) == (
+        "node 'second' (Neg) reads 'a' before the node that makes it (nodes out of order)"
+    )
+    assert (
+        structural_cause(model([b], [y])) == "node 'second' (Neg) reads 'a', which nothing defines"
+    )
+    assert (
+        structural_cause(model([a], [y])) == "output 'y' is made by no node, input or initializer"
+    )
+    assert structural_cause(model([a, b], [y])) is None
+
+
+def test_a_failed_verification_leads_with_the_cause(cli, tmp_path: Path) -> None:
+    """The issue's case: half the nodes gone, the unsafe fixes remove the dangling output and
+    the dead nodes, and nothing is left for onnxruntime to load."""
+    m = onnx.load(str(FIXTURES / "where_broadcast/mask_rank1_op12.onnx"))
+    keep = list(m.graph.node)[: len(m.graph.node) // 2]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    src, out = tmp_path / "half.onnx", tmp_path / "out.onnx"
+    onnx.save(m, str(src))
+    res = cli("repair", str(src), str(out), "--unsafe-fixes")
+    assert res.returncode == 2 and not out.exists()
+    line = res.stderr.strip().splitlines()[-1]
+    assert (
+        "verification failed at onnxruntime load: the graph has no outputs and no nodes left;"
+        in line
+    )
+    assert "onnxruntime says: Exception during initialization" in line
+    assert "onnxruntime::" not in line and ".cc:" not in line
+    assert len(line) < 400
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_a_run_time_failure_names_its_node() -> None:
+    from onnxfix.verify import VerificationError
+
+    exc = VerificationError(
+        "probe",
+        "B=2, T=5: [ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Non-zero status code returned "
+        "while running Where node. Name:'/encoder/Where' Status Message: "
+        "/onnxruntime_src/onnxruntime/core/providers/cpu/math/element_wise_ops.h:666 void "
+        "onnxruntime::BroadcastIterator::Append(ptrdiff_t, ptrdiff_t) axis == 1 || axis == "
+        "largest was false. Attempting to broadcast an axis by a dimension other than 1. 5 by 48",
+    ).explained(None)
+    assert str(exc).startswith(
+        "verification failed at probe: node '/encoder/Where' (Where) fails at run time; "
+        "onnxruntime says: B=2, T=5: Non-zero status code"
+    )
+    assert "Attempting to broadcast an axis by a dimension other than 1. 5 by 48" in str(exc)
+    assert "onnxruntime::" not in str(exc)
