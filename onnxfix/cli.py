@@ -10,10 +10,12 @@ line naming the file, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from onnxfix import __version__
@@ -37,7 +39,12 @@ def _options(args: argparse.Namespace) -> tuple[Any, list[str], list[str], Contr
     from onnxfix import config, contracts, registry
 
     try:
-        cfg = config.load()
+        if getattr(args, "isolated", False):
+            cfg = config.Config()
+        elif getattr(args, "config", None):
+            cfg = config.load(Path(args.config), explicit=True)
+        else:
+            cfg = config.load()
     except config.ConfigError as exc:
         raise UsageError(f"config: {exc}") from None
     cli_select = _codes(getattr(args, "select", None))
@@ -96,7 +103,34 @@ def _parents() -> dict[str, _Parser]:
         metavar="NPZ",
         help="inputs and outputs to reproduce (<case>/in/<name>, <case>/out/<name> in an .npz)",
     )
-    return {"rules": rules, "reference": reference}
+    out = _Parser(add_help=False)
+    out.add_argument(
+        "-o",
+        "--output-file",
+        metavar="FILE",
+        help="write the report to FILE instead of standard output",
+    )
+    out.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print findings and failures only: no summary, notes or verification steps",
+    )
+    out.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="colour in text output (auto: on a terminal, unless NO_COLOR is set)",
+    )
+    conf = out.add_mutually_exclusive_group()
+    conf.add_argument(
+        "--config",
+        metavar="FILE",
+        help="read settings from FILE (a pyproject.toml with [tool.onnxfix], or a TOML "
+        "file with the same keys at the top) instead of searching for pyproject.toml",
+    )
+    conf.add_argument("--isolated", action="store_true", help="ignore every configuration file")
+    return {"rules": rules, "reference": reference, "output": out}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lint = sub.add_parser(
         "lint",
-        parents=[par["rules"]],
+        parents=[par["rules"], par["output"]],
         help="report problems (reads no weights)",
         description="Report problems; reads no weight bytes and never imports onnxruntime.",
     )
@@ -122,6 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="lint files in N processes (0: one per core)",
     )
     lint.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 even when errors are found (2 still means a file could not be read)",
+    )
+    lint.add_argument(
+        "--statistics",
+        action="store_true",
+        help="print how many findings each rule has instead of the findings (text or json)",
+    )
+    lint.add_argument(
         "--explain",
         metavar="CODE",
         help="say where rule CODE fired and why it did not fire on every other "
@@ -130,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser(
         "repair",
-        parents=[par["rules"], par["reference"]],
+        parents=[par["rules"], par["reference"], par["output"]],
         help="apply fixes, verify, write atomically",
         description="Apply fixes, verify the result, write it atomically; "
         "nothing is written if nothing was fixed or verification fails.",
@@ -141,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("output", metavar="OUT", nargs="?", help="where the repaired model goes")
     rep.add_argument("--dry-run", action="store_true", help="print what would change")
     rep.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes")
+    rep.add_argument(
+        "--simplify",
+        action="store_true",
+        help="run onnxsim on the repaired model (in memory) and keep its result only if it "
+        "verifies, keeps every dynamic dim and matches the unsimplified repair; needs "
+        'the extra: pip install "onnxfix[simplify]"',
+    )
     rep.add_argument(
         "--no-verify",
         action="store_true",
@@ -159,11 +210,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     chk = sub.add_parser(
         "check",
-        parents=[par["rules"], par["reference"]],
+        parents=[par["rules"], par["reference"], par["output"]],
         help="pre-deployment check: lint, load and run in onnxruntime",
         description="Lint, load in onnxruntime and run at probe settings.",
     )
-    chk.add_argument("model", metavar="MODEL", help="the ONNX model to check")
+    chk.add_argument(
+        "models",
+        nargs="+",
+        metavar="MODEL",
+        help="ONNX model files or folders (searched for *.onnx) to check",
+    )
+    chk.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="check N models at a time (0: one per core); each runs its probes in its "
+        "own child process",
+    )
     chk.add_argument(
         "--dims",
         nargs="+",
@@ -177,6 +242,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="onnxruntime execution provider to run on (repeat for a priority "
         "list; default CPUExecutionProvider)",
+    )
+    chk.add_argument(
+        "--against",
+        metavar="ORIGINAL",
+        help="the model this one was made from (before onnxsim/onnxslim/...): the interface "
+        "must be the same, every dynamic dim still dynamic, and the outputs must match "
+        "ORIGINAL's at planned probes; a mismatch names the first differing value",
+    )
+    chk.add_argument(
+        "--atol",
+        type=float,
+        metavar="X",
+        help="absolute tolerance when comparing outputs (default per dtype: 1e-4, 1e-2 for fp16)",
+    )
+    chk.add_argument(
+        "--rtol",
+        type=float,
+        metavar="X",
+        help="relative tolerance when comparing outputs (default 1e-3 with --against, else 0)",
     )
     chk.add_argument("--format", choices=FORMATS, default="text", help="output format")
 
@@ -214,9 +298,16 @@ def _lint(args: argparse.Namespace) -> int:
         else:
             errors.append((path, problem))
             print(f"onnxfix: {visible(path)}: {visible(problem)}", file=sys.stderr)
-    report.render_lint(args.format, results, errors)
+    if args.statistics:
+        if args.format not in ("text", "json"):
+            raise UsageError("--statistics prints text or json")
+        report.render_statistics(args.format, results, errors)
+    else:
+        report.render_lint(args.format, results, errors)
     if errors:
         return EXIT_FAILURE
+    if args.exit_zero:
+        return EXIT_OK
     return EXIT_FINDINGS if any(r.errors for r in results) else EXIT_OK
 
 
@@ -275,8 +366,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from onnxfix import gate, report
-    from onnxfix.io import ModelError
+    from onnxfix import report
 
     cfg, select, ignore, contract = _options(args)
     dims = dict(cfg.dims)
@@ -288,25 +378,60 @@ def _check(args: argparse.Namespace) -> int:
             dims[sym] = []
         if not sep or not sym or not dims[sym] or min(dims[sym]) < 1:
             raise UsageError(f"--dims takes SYM=V1,V2,... with positive integers, got '{spec}'")
-    try:
-        with _busy(f"checking {args.model}: lint, load, probe runs"):
-            result = gate.check(
-                args.model,
-                dims=dims or None,
-                reference=args.reference,
-                expect=contract,
-                select=select,
-                ignore=ignore,
-                providers=args.provider,
-            )
-    except ModelError as exc:
-        print(f"onnxfix: {visible(exc)}", file=sys.stderr)
+    given = list(args.models)
+    models = _expand(given)
+    if not models:
+        raise UsageError(f"no .onnx file found in {', '.join(given)}")
+    task = functools.partial(
+        _check_one,
+        dims=dims or None,
+        reference=args.reference,
+        expect=contract,
+        select=select,
+        ignore=ignore,
+        providers=args.provider,
+        against=args.against,
+        atol=args.atol,
+        rtol=args.rtol,
+    )
+    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    with _busy(f"checking {len(models)} model(s): lint, load, probe runs"):
+        if jobs > 1 and len(models) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(max_workers=min(jobs, len(models))) as pool:
+                outcomes = list(pool.map(task, models))
+        else:
+            outcomes = [task(m) for m in models]
+    results, errors = [], []
+    for path, (result, problem) in zip(models, outcomes):
+        if problem is not None and problem.startswith("usage: "):
+            raise UsageError(problem.removeprefix("usage: "))
+        if result is None:
+            errors.append((path, problem or "?"))
+            print(f"onnxfix: {visible(path)}: {visible(problem or '?')}", file=sys.stderr)
+            continue
+        result.lint.findings = cfg.adjust(path, result.lint.findings)
+        results.append(result)
+    if results or len(models) > 1:  # one unreadable model: its line on stderr says it all
+        report.render_check(args.format, results, errors)
+    if errors:
         return EXIT_FAILURE
+    return max((r.exit_code for r in results), default=EXIT_OK)
+
+
+def _check_one(path: str, **kwargs: Any) -> tuple[Any, str | None]:
+    """(result, None), or (None, why the model could not be checked); a usage problem
+    (an unknown --dims name, a missing provider) comes back as ``usage: ...``."""
+    from onnxfix import gate
+    from onnxfix.io import ModelError
+
+    try:
+        return gate.check(path, **kwargs), None
+    except ModelError as exc:
+        return None, exc.problem
     except (gate.ProviderError, gate.DimsError) as exc:
-        raise UsageError(str(exc)) from None
-    result.lint.findings = cfg.adjust(args.model, result.lint.findings)
-    report.render_check(args.format, result)
-    return result.exit_code
+        return None, f"usage: {exc}"
 
 
 def _busy(message: str) -> Any:
@@ -347,6 +472,13 @@ def _repair(args: argparse.Namespace) -> int:
         if not sep or not name or not value:
             raise UsageError(f"--output takes NAME=VALUE, got '{spec}'")
         outputs[name] = value
+    if args.simplify:
+        from onnxfix import simplify
+
+        try:
+            simplify.available()
+        except simplify.SimplifyUnavailable as exc:
+            raise UsageError(str(exc)) from None
     try:
         with _busy(f"repairing {args.input}: fixing, copying weights, verifying"):
             result = repairer.repair(
@@ -360,6 +492,7 @@ def _repair(args: argparse.Namespace) -> int:
                 verify_probe=not args.no_verify,
                 outputs=outputs,
                 expect=contract,
+                simplify=args.simplify,
             )
     except ModelError as exc:
         print(f"onnxfix: {visible(exc)}", file=sys.stderr)
@@ -433,6 +566,36 @@ def _named_rule(code: str) -> Rule[Any]:
     return rule
 
 
+@contextlib.contextmanager
+def _report_to(path: str | None) -> Iterator[None]:
+    """Standard output goes to ``path`` (``-o``); diagnostics stay on standard error.  The
+    file is written whole or not at all (a temporary file moved into place)."""
+    if path is None:
+        yield
+        return
+    import tempfile
+
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".onnxfix-report-", dir=target.resolve().parent)
+    except OSError as exc:
+        raise UsageError(f"--output-file {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh):
+            yield
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _terminate(signum: int, frame: object) -> None:
     # Unwind like Ctrl-C so that every `finally` removes its temporary files.
     raise KeyboardInterrupt
@@ -446,8 +609,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"lint": _lint, "repair": _repair, "check": _check, "rules": _rules, "rule": _rule}[
         args.command
     ]
+    from onnxfix.report.text import Options
+
+    Options.color = getattr(args, "color", "auto")
+    Options.quiet = getattr(args, "quiet", False)
     try:
-        return handler(args)
+        with _report_to(getattr(args, "output_file", None)):
+            return handler(args)
     except UsageError as exc:
         print(f"onnxfix: error: {visible(exc)}", file=sys.stderr)
         return EXIT_FAILURE

@@ -86,15 +86,21 @@ def _strs(value: Any, key: str) -> list[str]:
     return value
 
 
-def load(path: Path | None = None) -> Config:
-    """The configuration in ``path``, or found from the working directory upward."""
+def load(path: Path | None = None, explicit: bool = False) -> Config:
+    """The configuration in ``path``, or found from the working directory upward.
+
+    A file named with ``--config`` (``explicit``) may hold ``[tool.onnxfix]`` or the
+    same keys at its top level (an ``onnxfix.toml``)."""
     path = path or find()
     if path is None:
         return Config()
     try:
-        data = tomllib.loads(path.read_text()).get("tool", {}).get("onnxfix", {})
+        whole = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    data = whole.get("tool", {}).get("onnxfix", {})
+    if explicit and "tool" not in whole:
+        data = whole
     unknown = set(data) - {"select", "ignore", "expect", "severity", "dims", "per-file-ignores"}
     if unknown:
         raise ConfigError(f"{path}: unknown [tool.onnxfix] keys {sorted(unknown)}")

@@ -50,6 +50,10 @@ class ProbeRun:
     derived: dict[str, int] = field(default_factory=dict)
     #: a failure that may come from values the probe made up
     doubtful: str | None = None
+    #: the outputs differ from the original's (``--against``) or the reference's
+    mismatch: bool = False
+    #: on a mismatch with ``--against``: the first shared value that differs
+    first_difference: str | None = None
 
 
 @dataclass
@@ -61,12 +65,18 @@ class CheckResult:
     notes: list[str] = field(default_factory=list)
     #: why the check could not decide (exit 2), if it could not
     inconclusive: str | None = None
+    #: ``--against ORIGINAL``: its path, and how this model's interface breaks its callers
+    against: str | None = None
+    interface: list[str] = field(default_factory=list)
+    #: what the outputs were compared with ("the original model (2 settings)")
+    compared_with: str | None = None
 
     @property
     def passed(self) -> bool:
         return (
             self.inconclusive is None
             and not self.lint.errors
+            and not self.interface
             and self.load_error is None
             and bool(self.runs)
             and all(r.ok for r in self.runs)
@@ -80,7 +90,7 @@ class CheckResult:
 
     def _definite(self) -> bool:
         """A failure that stands whatever the made-up values were."""
-        if self.lint.errors or self.load_error is not None:
+        if self.lint.errors or self.interface or self.load_error is not None:
             return True
         return any(not r.ok and r.doubtful is None for r in self.runs)
 
@@ -173,6 +183,9 @@ def check(
     select: Iterable[str] | None = None,
     ignore: Iterable[str] | None = None,
     providers: list[str] | None = None,
+    against: str | os.PathLike[str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
 ) -> CheckResult:
     """Lint, load in onnxruntime, and run at probe settings: will this model deploy?
 
@@ -180,6 +193,9 @@ def check(
     nodes with errors distinct, two settings).  With ``dims`` ({"T": [1, 37, 400]})
     every combination runs, other dims planned.  ``reference`` (an ``.npz`` of inputs
     and outputs) must be reproduced.  ``providers`` are onnxruntime execution providers.
+    ``against`` is the model this one was made from (an optimizer's input): the
+    interface must be the same and the outputs must match its outputs at the probes
+    planned on it (:mod:`onnxfix.parity`); ``atol``/``rtol`` set the tolerance.
     Raises :class:`DimsError` for ``--dims`` names the model does not have.
     """
     loaded = io.load(path)
@@ -188,13 +204,41 @@ def check(
     findings = [d.finding for d in found]
     notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
     result = CheckResult(str(path), LintResult(str(path), findings, notes))
+    planned_on, plan_found, plan_ctx = model, found, ctx
+    compare_with = None
+    if against is not None:
+        from onnxfix import parity
+
+        original = io.load(against)
+        result.against = str(against)
+        result.interface, more = parity.interface(original.model, model)
+        result.notes += more
+        plan_found, plan_ctx = analyse(original.model, registry.select(None, None), None)
+        planned_on = original.model
+        broken = sorted(
+            {d.finding.rule for d in plan_found if d.finding.severity == Severity.ERROR}
+        )
+        if result.interface:
+            result.notes.append("outputs not compared: the interfaces differ")
+            return result
+        if not broken:
+            compare_with = str(original.path)
+        elif reference is None:
+            result.inconclusive = (
+                f"could not compare with {against}: it has errors ({', '.join(broken)}), so its "
+                "outputs are no reference; pass --reference with outputs of the exported model"
+            )
+        else:
+            result.notes.append(
+                f"{against} has errors ({', '.join(broken)}): compared with --reference instead"
+            )
     # relations at nodes with errors are not trusted (a broken Where "relates" B and T)
     skip = {
         id(d.anchor.node)
-        for d in found
+        for d in plan_found
         if d.finding.severity == Severity.ERROR and d.anchor.node is not None
     }
-    settings, plan_notes = settings_for(ctx, model, dims, found, skip)
+    settings, plan_notes = settings_for(plan_ctx, planned_on, dims, plan_found, skip)
     result.notes += plan_notes
     runs: list[runner.Run] = []
     if reference is not None:
@@ -204,14 +248,28 @@ def check(
     if dims or reference is None:
         runs += [runner.Run(s.dims, seed=i) for i, s in enumerate(settings)]
     derived = {tuple(sorted(s.dims.items())): s.derived for s in settings}
+    tolerance = None
+    if against is not None or atol is not None or rtol is not None:
+        from onnxfix.parity import DEFAULT_RTOL
+
+        tolerance = (atol, DEFAULT_RTOL if rtol is None else rtol)
     job = runner.Job(
         str(loaded.path),
         tuple(runs),
+        compare_with=compare_with,
         reference=str(reference) if reference else None,
         providers=tuple(providers or ["CPUExecutionProvider"]),
         stop_on_failure=not dims,
+        inputs_from=compare_with,
+        tolerance=tolerance,
+        bisect=compare_with is not None,
     )
     limits = runner.Limits.for_model(runner.weights_bytes(str(loaded.path), loaded.external_files))
+    if compare_with is not None:  # two sessions live in the child
+        both = runner.weights_bytes(compare_with, original.external_files)
+        limits = runner.Limits.for_model(
+            runner.weights_bytes(str(loaded.path), loaded.external_files) + both
+        )
     outcomes = runner.execute(job, limits)
     roles = infer_roles(model)
     made_up = {name for name, role in roles.items() if role.made_up}
@@ -219,7 +277,27 @@ def check(
         _record(result, o, model, findings, made_up, roles, derived)
     if not outcomes:
         result.inconclusive = "the probe process ended without a result"
+    if against is not None:
+        _compared(result, outcomes, compare_with is not None)
     return result
+
+
+def _compared(result: CheckResult, outcomes: list[runner.Outcome], original: bool) -> None:
+    """Say what the outputs were compared with; a comparison that never happened is no pass."""
+    on_ref = sum(1 for o in outcomes if o.compared and o.run and o.run.reference_case is not None)
+    on_orig = sum(1 for o in outcomes if o.compared_other and o.run)
+    parts = [f"reference outputs ({on_ref} cases)"] if on_ref else []
+    if on_orig:
+        parts.append(f"the original model ({on_orig} {'runs' if on_ref else 'settings'})")
+    result.compared_with = " and ".join(parts) or None
+    failed_orig = next((o for o in outcomes if o.other_error), None)
+    if failed_orig is not None and original:
+        result.notes.append(
+            f"the original failed to run at {failed_orig.setting or 'static shapes'}: "
+            f"{diagnose.shorten(failed_orig.other_error or '')}"
+        )
+    if result.compared_with is None and result.inconclusive is None and result.passed:
+        result.inconclusive = "could not compare: no probe produced outputs of both models"
 
 
 def _record(
@@ -251,6 +329,9 @@ def _record(
         return
     if o.kind == "load":
         result.load_error = said
+    if o.kind == "compare":
+        run.mismatch = True
+        run.first_difference = o.first_difference
     if not o.ok and o.error:
         node, run.node, run.scope, run.explained_by = explain(o.error, model, findings)
         if o.kind == "runtime" and run.explained_by is None and made_up:

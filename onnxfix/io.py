@@ -301,6 +301,7 @@ def write_atomic(
     *,
     external_from: Path | None = None,
     verify: Callable[[Path], None] | None = None,
+    externalize: bool = False,
 ) -> None:
     """Serialise ``model`` next to ``out`` and move it into place.
 
@@ -313,6 +314,10 @@ def write_atomic(
     ``<out name>.data`` (``.data1``, ``.data2``... for several), under a
     temporary name until verification has passed.  Offsets are kept, so the
     layout of the input is kept.
+
+    With ``externalize`` the weights held in memory (``raw_data`` of 1 KB or more) are
+    written to one ``<out name>.data`` file instead of into the protobuf: a model read
+    with external data is written with external data.
     """
     out = Path(out)
     folder = out.resolve().parent
@@ -324,22 +329,7 @@ def write_atomic(
     tmp_data: dict[str, Path] = {}  # original location -> temporary copy
     try:
         model = _copy_for_external(model)
-        locations = sorted(
-            {
-                e.value
-                for t in iter_tensors(model.graph)
-                if t.data_location == onnx.TensorProto.EXTERNAL
-                for e in t.external_data
-                if e.key == "location"
-            }
-        )
-        if locations and external_from is None:
-            raise ModelError(out, "internal error: external data without a source folder")
-        for loc in locations:
-            tmp = _tmp_in(folder, ".data")
-            tmp_data[loc] = tmp
-            shutil.copyfile(external_from / loc, tmp)
-            _relocate_external(model, loc, tmp.name)
+        locations = _stage_weights(model, out, folder, external_from, externalize, tmp_data)
         _write_fsync(tmp_model, model.SerializeToString())
         if verify is not None:
             verify(tmp_model)
@@ -366,6 +356,69 @@ def write_atomic(
         for leftover in (tmp_model, *tmp_data.values()):
             if leftover.exists():
                 leftover.unlink()
+
+
+def _stage_weights(
+    model: onnx.ModelProto,
+    out: Path,
+    folder: Path,
+    external_from: Path | None,
+    externalize: bool,
+    tmp_data: dict[str, Path],
+) -> list[str]:
+    """Put the weights' bytes in temporary files beside ``out``: copied from the external
+    data files in ``external_from``, or moved out of memory (``externalize``).  The model
+    is pointed at the temporary names; returns the original locations."""
+    if externalize:
+        moved = _tmp_in(folder, ".data")
+        tmp_data[moved.name] = moved
+        if not _externalize(model, moved):
+            moved.unlink()
+            del tmp_data[moved.name]
+    locations = sorted(
+        {
+            e.value
+            for t in iter_tensors(model.graph)
+            if t.data_location == onnx.TensorProto.EXTERNAL
+            for e in t.external_data
+            if e.key == "location"
+        }
+    )
+    for loc in locations:
+        if loc in tmp_data:  # written here from memory (externalize)
+            continue
+        if external_from is None:
+            raise ModelError(out, "internal error: external data without a source folder")
+        tmp = _tmp_in(folder, ".data")
+        tmp_data[loc] = tmp
+        shutil.copyfile(external_from / loc, tmp)
+        _relocate_external(model, loc, tmp.name)
+    return locations
+
+
+def _externalize(model: onnx.ModelProto, data: Path, threshold: int = 1024) -> int:
+    """Move in-memory initializers of ``threshold`` bytes or more into ``data`` (4 KB
+    aligned, as onnx.save does); return how many moved."""
+    moved = 0
+    with open(data, "wb") as fh:
+        for t in model.graph.initializer:  # as onnx.save: attribute tensors stay inline
+            if not t.HasField("raw_data") or len(t.raw_data) < threshold:
+                continue
+            offset = fh.tell()
+            pad = -offset % 4096
+            fh.write(b"\0" * pad)
+            offset += pad
+            fh.write(t.raw_data)
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+            del t.external_data[:]
+            for key, value in (("location", data.name), ("offset", str(offset))):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+            entry = t.external_data.add()
+            entry.key, entry.value = "length", str(fh.tell() - offset)
+            moved += 1
+    return moved
 
 
 def _write_fsync(path: Path, data: bytes) -> None:

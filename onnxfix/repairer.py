@@ -9,9 +9,10 @@ verification step has passed on the file as it will land.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -38,6 +39,9 @@ class RepairResult:
     changed_outputs: frozenset[str] = frozenset()
     #: temporary files of an earlier, killed run that were removed from the output folder
     stale_removed: list[str] = field(default_factory=list)
+    #: ``--simplify``: what onnxsim removed ("306 → 199 nodes (...)"), or why it was not kept
+    simplified: str | None = None
+    simplify_skipped: str | None = None
 
     @property
     def exit_code(self) -> int:
@@ -83,12 +87,15 @@ def repair(
     verify_probe: bool = True,
     outputs: dict[str, str] | None = None,
     expect: str | os.PathLike[str] | contracts.Contract | None = None,
+    simplify: bool = False,
 ) -> RepairResult:
     """Repair ``src`` into ``dst``; nothing is written unless something was fixed and
     verification passed.
 
     ``outputs`` maps a graph output name to an existing value that should provide
     it (``repair --output NAME=VALUE``): the way to re-declare outputs of a cut graph.
+    ``simplify`` runs onnxsim on the repaired model (:mod:`onnxfix.simplify`) and keeps
+    its result only if it verifies and matches the unsimplified repair.
     """
     rules = registry.select(select, ignore)
     contract = contracts.resolve(expect)
@@ -143,6 +150,7 @@ def repair(
         Path(dst),
         Path(reference) if reference else None,
         verify_probe,
+        simplify,
     )
 
 
@@ -155,18 +163,76 @@ def _write(
     out: Path,
     reference: Path | None,
     probe: bool,
+    simplify: bool = False,
 ) -> RepairResult:
-    """Verify the repaired model as it will land and move it into place, or write nothing."""
+    """Verify the repaired model as it will land and move it into place, or write nothing.
+
+    With ``simplify`` the simplified model is tried first; if onnxsim fails, changes the
+    interface, or its result does not verify or match the unsimplified repair, the
+    unsimplified repair is verified and written instead, and the result says why.
+    """
     from onnxfix import verify  # imports onnxruntime lazily, inside its functions
 
     result.stale_removed = [str(p) for p in io.remove_stale(out.resolve().parent)]
+    if simplify:
+        from onnxfix import simplify as simplifier
+
+        simple = simplifier.simplify(model, loaded)
+        if simple.model is not None:
+            unsimplified = model.SerializeToString()
+            weights = sum(f.stat().st_size for f in loaded.external_files)
+
+            def parity(tmp: Path, rep: verify.Report) -> None:
+                verify.against(
+                    tmp,
+                    loaded.path,
+                    unsimplified,
+                    ctx=run.ctx,
+                    fixed=_fixed(run),
+                    report=rep,
+                    weights=weights + os.path.getsize(tmp),
+                )
+
+            try:
+                _land(result, loaded, original, simple.model, run, out, reference, probe, parity)
+                result.simplified = simple.summary()
+                return result
+            except verify.VerificationError as exc:
+                simple.skipped = f"the simplified model did not verify ({exc})"
+        result.simplify_skipped = simple.skipped
+    try:
+        _land(result, loaded, original, model, run, out, reference, probe, None)
+    except verify.VerificationError as exc:
+        result.error = str(exc)
+    return result
+
+
+def _fixed(run: FixRun) -> list[Any]:
+    from onnxfix import verify
+
+    return [verify.Fixed(f"{a.finding.rule} at {a.finding.node}", a.dims) for a in run.applied]
+
+
+def _land(
+    result: RepairResult,
+    loaded: io.LoadedModel,
+    original: onnx.ModelProto,
+    model: onnx.ModelProto,
+    run: FixRun,
+    out: Path,
+    reference: Path | None,
+    probe: bool,
+    extra: Callable[[Path, Any], None] | None,
+) -> None:
+    """Write ``model`` to ``out`` once it has verified (``extra`` too, if given); raises
+    :class:`onnxfix.verify.VerificationError` and leaves nothing behind otherwise."""
+    from onnxfix import verify
+
     rep = verify.Report()
     errors_fixed = sorted({f.rule for f in result.fixed if f.severity == Severity.ERROR})
     wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
     rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
-    fixed_nodes = [
-        verify.Fixed(f"{a.finding.rule} at {a.finding.node}", a.dims) for a in run.applied
-    ]
+    in_memory = extra is not None  # a simplified model holds its weights in memory
 
     def check(tmp: Path) -> None:
         verify.verify(
@@ -179,23 +245,23 @@ def _write(
             original_wrong=wrong,
             changed_outputs=result.changed_outputs,
             ctx=run.ctx,
-            fixed=fixed_nodes,
+            fixed=_fixed(run),
             external_files=[tmp.parent / f for f in _data_files(tmp)],
         )
+        if extra is not None and probe:
+            extra(tmp, rep)
 
     result.verification = rep
-    try:
-        io.write_atomic(
-            model,
-            out,
-            verify=check,
-            external_from=loaded.path.resolve().parent if loaded.uses_external_data else None,
-        )
-    except verify.VerificationError as exc:
-        result.error = str(exc)
-        return result
+    io.write_atomic(
+        model,
+        out,
+        verify=check,
+        external_from=(
+            loaded.path.resolve().parent if loaded.uses_external_data and not in_memory else None
+        ),
+        externalize=in_memory and loaded.uses_external_data,
+    )
     result.output, result.written = str(out), True
-    return result
 
 
 def _data_files(model_path: Path) -> list[str]:

@@ -56,6 +56,16 @@ class Job:
     skip_outputs: frozenset[str] = frozenset()
     #: check declared output dims against the setting (symbolic names too)
     declared_dims: bool = True
+    #: the model whose inputs (names, dims, roles) the probe feeds: the original, when an
+    #: optimized model is compared with it (``check --against``)
+    inputs_from: str | None = None
+    #: (atol, rtol) instead of the per-dtype defaults
+    tolerance: tuple[float | None, float] | None = None
+    #: on a mismatch, find the first intermediate value that differs (both models)
+    bisect: bool = False
+    #: the model to compare with, serialised, when it exists only in memory; its external
+    #: data lies beside ``compare_with`` (``repair --simplify``: the unsimplified repair)
+    compare_model: bytes | None = None
 
 
 @dataclass
@@ -71,6 +81,10 @@ class Outcome:
     compared: bool = False
     #: the other model failed at these inputs (it cannot be the reference here)
     other_error: str | None = None
+    #: on a mismatch: the first value, in graph order, that differs between the models
+    first_difference: str | None = None
+    #: the outputs were compared with the other model's (``compare_with``)
+    compared_other: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,11 +295,20 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
     other_error = None
     if job.compare_with is not None:
         try:
-            other = session(job.compare_with, job.providers)
+            if job.compare_model is not None:
+                from onnxfix import parity
+
+                other = parity.session(
+                    job.compare_with, job.providers, onnx.load_from_string(job.compare_model)
+                )
+            else:
+                other = session(job.compare_with, job.providers)
         except Exception as exc:
             other_error = _first_line(exc)
     model = onnx.load(job.model, load_external_data=False)
-    roles = probe.infer_roles(model)
+    feeder = onnx.load(job.inputs_from, load_external_data=False) if job.inputs_from else model
+    roles = probe.infer_roles(feeder)
+    atol, rtol = job.tolerance if job.tolerance is not None else (None, 0.0)
     cases = probe.load_reference(job.reference) if job.reference else []
     names = [o.name for o in sess.get_outputs()]
     for run in job.runs:
@@ -295,7 +318,7 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
             setting = probe.setting_of(model, feeds)
         else:
             setting = run.setting
-            made = probe.make_inputs(model, setting, run.seed, roles)
+            made = probe.make_inputs(feeder, setting, run.seed, roles)
             if made is None:
                 yield Outcome(run, False, "tool", "inputs too large to probe", setting)
                 continue
@@ -311,16 +334,29 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
             verify.check_output_dims(
                 model, setting, got, symbolic=job.declared_dims and run.reference_case is None
             )
-            if want is None and other is not None:
+            theirs = None
+            if other is not None:
                 try:
-                    want = dict(zip(names, other.run(names, feeds)))
+                    theirs = dict(zip(names, other.run(names, feeds)))
                 except Exception as exc:
                     out.other_error = _first_line(exc)
-            if want is not None:
-                out.max_abs_diff = verify.compare(got, want, job.skip_outputs)
-                out.compared = True
+            worst = 0.0
+            for expected in (want, theirs):  # stored outputs, then the other model's
+                if expected is not None:
+                    d = verify.compare(got, expected, job.skip_outputs, atol, rtol)
+                    worst = max(worst, d)
+                    out.compared = True
+                    out.compared_other = expected is theirs
+            if out.compared:
+                out.max_abs_diff = worst
         except verify.VerificationError as exc:
             out = Outcome(run, False, "compare", exc.detail, setting)
+            if job.bisect and job.compare_with is not None and exc.step == "compare":
+                from onnxfix import parity
+
+                out.first_difference = parity.first_difference(
+                    job.model, job.compare_with, feeds, job.providers, atol, rtol
+                )
         if other_error is not None:
             out.other_error = other_error
         yield out

@@ -105,9 +105,17 @@ def tolerance(arr: np.ndarray) -> float:
 
 
 def compare(
-    got: dict[str, np.ndarray], want: dict[str, np.ndarray], skip: frozenset[str] = frozenset()
+    got: dict[str, np.ndarray],
+    want: dict[str, np.ndarray],
+    skip: frozenset[str] = frozenset(),
+    atol: float | None = None,
+    rtol: float = 0.0,
 ) -> float:
-    """Max abs difference over all outputs; raises on a shape or value mismatch."""
+    """Max abs difference over all outputs; raises on a shape or value mismatch.
+
+    An element matches when ``|got - want| <= atol + rtol * |want|``; ``atol`` defaults
+    to the dtype's (:func:`tolerance`), ``rtol`` to 0 (a repair changes a few nodes, so
+    outputs should agree to the last bits that reordering allows)."""
     worst = 0.0
     for name, ref in want.items():
         if name not in got:
@@ -126,9 +134,15 @@ def compare(
                 raise VerificationError("compare", f"output '{name}' differs in NaN positions")
             diff = np.abs(np.nan_to_num(a) - np.nan_to_num(b))
             m = float(diff.max()) if diff.size else 0.0
-            if m > tolerance(ref):
+            tol = tolerance(ref) if atol is None else atol
+            bad = diff > tol + rtol * np.abs(np.nan_to_num(b))
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                bound = f"{tol:g}" + (f" + {rtol:g}·|ref|" if rtol else "")
                 raise VerificationError(
-                    "compare", f"output '{name}' differs by {m:.3g} (tolerance {tolerance(ref)})"
+                    "compare",
+                    f"output '{name}' differs by up to {m:.3g} (tolerance {bound}; "
+                    f"first at index {list(where)})",
                 )
             worst = max(worst, m)
         elif not np.array_equal(out, ref):
@@ -384,6 +398,54 @@ def _probe(
     rep.exercised = _exercised(fixed, [o.setting for o in outcomes], fmt)
     for line in rep.exercised:
         rep.add("exercised", line)
+
+
+def against(
+    candidate_path: Path,
+    compare_path: Path,
+    compare_model: bytes,
+    *,
+    ctx: Any,
+    fixed: Sequence[Fixed],
+    report: Report,
+    weights: int,
+    step: str = "simplify",
+) -> None:
+    """The candidate's outputs match ``compare_model``'s (the model it was made from, in
+    memory; its external data beside ``compare_path``) at the planned probes, within the
+    optimizer tolerance (:data:`onnxfix.parity.DEFAULT_RTOL`)."""
+    from onnxfix.parity import DEFAULT_RTOL
+
+    cand = onnx.load(str(candidate_path), load_external_data=False)
+    focus = [d for f in fixed for d in f.dims]
+    planned = (
+        planner.plan(ctx, input_symbols(cand), focus=focus)
+        if ctx is not None
+        else planner.Plan([planner.Setting({})])
+    )
+    job = runner.Job(
+        str(candidate_path),
+        tuple(runner.Run(s.dims, seed=i) for i, s in enumerate(planned.settings)),
+        compare_with=str(compare_path),
+        compare_model=compare_model,
+        tolerance=(None, DEFAULT_RTOL),
+    )
+    outcomes = runner.execute(job, runner.Limits.for_model(2 * weights))
+    for o in outcomes:
+        if not o.ok:
+            where = describe(o.setting, planned) if o.run is not None else "load"
+            raise VerificationError(step, f"{where}: {o.error}")
+        if o.other_error:
+            raise VerificationError(
+                step,
+                f"the model before it failed at {describe(o.setting, planned)}: {o.other_error}",
+            )
+    compared = [o for o in outcomes if o.compared]
+    if not compared:
+        raise VerificationError(step, "no probe produced outputs of both models")
+    worst = max(o.max_abs_diff or 0.0 for o in compared)
+    settings = "; ".join(describe(o.setting, planned) for o in compared)
+    report.add(step, f"outputs match the model before it at {settings}; max abs diff {worst:.3g}")
 
 
 def describe(setting: dict[str, int], planned: planner.Plan) -> str:

@@ -128,3 +128,85 @@ def test_explain_says_why_a_rule_did_not_fire(cli) -> None:
     res = cli("lint", str(HUBERT), "--explain", "where-mask-left-aligned")
     assert res.returncode == 1 and "WB102 fired at /encoder/Where (Where)" in res.stdout
     assert cli("lint", str(HUBERT), "--explain", "NOPE").returncode == 2
+
+
+# --- conventions users bring from ruff ------------------------------------------------------
+
+
+def test_exit_zero_and_quiet(cli) -> None:
+    res = cli("lint", str(HUBERT), "--exit-zero")
+    assert res.returncode == 0 and "WB102 error" in res.stdout
+    quiet = cli("lint", str(HUBERT), "-q")
+    assert quiet.returncode == 1
+    assert "WB102 error" in quiet.stdout and "file checked" not in quiet.stdout
+    assert "file checked" in cli("lint", str(HUBERT)).stdout
+    # --exit-zero never hides a file that could not be read
+    res = cli("lint", str(HUBERT), str(HUBERT.with_suffix(".npz")), "--exit-zero")
+    assert res.returncode == 2
+
+
+def test_statistics_counts_per_rule(cli) -> None:
+    folder = FIXTURES / "where_broadcast"
+    res = cli("lint", str(folder), "--statistics")
+    assert res.returncode == 1
+    rows = [line.split() for line in res.stdout.splitlines()[:-1]]
+    counts = {r[1]: int(r[0]) for r in rows}
+    doc = json.loads(cli("lint", str(folder), "--format", "json").stdout)
+    want: dict[str, int] = {}
+    for f in doc["files"]:
+        for finding in f["findings"]:
+            want[finding["rule"]] = want.get(finding["rule"], 0) + 1
+    assert counts == want
+    stats = json.loads(cli("lint", str(folder), "--statistics", "--format", "json").stdout)
+    assert {s["code"]: s["count"] for s in stats["statistics"]} == want
+    assert cli("lint", str(folder), "--statistics", "--format", "sarif").returncode == 2
+
+
+def test_output_file_holds_the_report(cli, tmp_path: Path) -> None:
+    out = tmp_path / "report.sarif"
+    res = cli("lint", str(HUBERT), "--format", "sarif", "-o", str(out))
+    assert res.returncode == 1 and res.stdout == ""
+    doc = json.loads(out.read_text())
+    assert doc["runs"][0]["results"][0]["ruleId"] == "WB102"
+    assert oct(out.stat().st_mode & 0o777) != oct(0o600)  # readable like any new file
+    assert [p.name for p in tmp_path.iterdir()] == ["report.sarif"]
+    res = cli("lint", str(HUBERT), "-o", str(tmp_path / "missing" / "r.txt"))
+    assert res.returncode == 2 and "--output-file" in res.stderr
+
+
+def test_config_file_and_isolated(cli, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.onnxfix]\nignore = ["WB"]\n')
+    assert cli("lint", str(HUBERT), cwd=tmp_path).returncode == 0  # the config ignores WB
+    assert cli("lint", str(HUBERT), "--isolated", cwd=tmp_path).returncode == 1
+    other = tmp_path / "strict.toml"
+    other.write_text('select = ["WB102"]\nseverity = { WB102 = "warning" }\n')
+    res = cli("lint", str(HUBERT), "--config", str(other), cwd=tmp_path)
+    assert res.returncode == 0 and "WB102 warning" in res.stdout
+    res = cli("lint", str(HUBERT), "--config", str(other), "--isolated")
+    assert res.returncode == 2  # one or the other
+
+
+def test_color_always_and_never(cli) -> None:
+    always = cli("lint", str(HUBERT), "--color", "always").stdout
+    never = cli("lint", str(HUBERT), "--color", "never").stdout
+    assert "\x1b[" in always and "\x1b[" not in never
+    assert "WB102" in never
+
+
+def test_check_takes_several_models_and_jobs(cli, tmp_path: Path) -> None:
+    good = tmp_path / "good.onnx"
+    assert cli("repair", str(HUBERT), str(good)).returncode == 0
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model")
+    res = cli("check", str(good), str(HUBERT), "-j", "2")
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert f"{good}: PASS" in res.stdout and f"{HUBERT}: FAIL" in res.stdout
+    assert "2 models checked: 1 passed, 1 failed, 0 could not be verified" in res.stdout
+    res = cli("check", str(good), str(junk), "--format", "json")
+    assert res.returncode == 2
+    doc = json.loads(res.stdout)
+    assert [c["passed"] for c in doc["checks"]] == [True]
+    assert doc["unreadable"][0]["path"] == str(junk)
+    sarif = json.loads(cli("check", str(good), str(junk), "--format", "sarif").stdout)
+    notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert any(str(junk.name) in n["message"]["text"] or "junk" in json.dumps(n) for n in notes)

@@ -38,6 +38,8 @@ def repair_json(result: Any) -> str:
         "checks": [{"rule": f.rule, "node": f.node, "checked": c} for f, c in result.checks],
         "reasons": result.reasons,
         "error": result.error,
+        "simplified": result.simplified,
+        "simplify_skipped": result.simplify_skipped,
     }
     return json.dumps(doc, indent=2)
 
@@ -62,9 +64,14 @@ def check_json(result: Any) -> str:
                 "max_abs_diff": r.max_abs_diff,
                 "derived": r.derived,
                 "doubtful": r.doubtful,
+                "mismatch": r.mismatch,
+                "first_difference": r.first_difference,
             }
             for r in result.runs
         ],
         "notes": result.notes,
+        "against": result.against,
+        "interface": result.interface,
+        "compared_with": result.compared_with,
     }
     return json.dumps(doc, indent=2)

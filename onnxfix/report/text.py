@@ -27,11 +27,26 @@ class _SafeConsole:
         self.console.print(*(visible(o) if isinstance(o, str) else o for o in objects), **kwargs)
 
 
+class Options:
+    """How text output looks (set once from the command line)."""
+
+    #: auto (colour on a terminal, honouring NO_COLOR), always, never
+    color = "auto"
+    #: findings and failures only: no summary, notes or verification steps (ruff's -q)
+    quiet = False
+
+
 def _console() -> Any:
     from rich.console import Console
 
+    kwargs: dict[str, Any] = {}
+    if Options.color == "always":
+        kwargs["force_terminal"] = True
+    elif Options.color == "never":
+        kwargs["no_color"] = True
+        kwargs["color_system"] = None
     # markup off: messages carry model names and PyTorch code (`x[mask] = v`), never markup
-    return _SafeConsole(Console(highlight=False, soft_wrap=True, markup=False))
+    return _SafeConsole(Console(highlight=False, soft_wrap=True, markup=False, **kwargs))
 
 
 def _finding(console: Any, path: str, f: Any) -> None:
@@ -59,7 +74,7 @@ def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
     total = {"error": 0, "warning": 0, "info": 0}
     safe = unsafe = 0
     for r in results:
-        for note in r.notes:
+        for note in [] if Options.quiet else r.notes:
             console.print(f"{r.path}: note: {note}", style="dim")
         for f in r.findings:
             _finding(console, r.path, f)
@@ -69,10 +84,13 @@ def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
                 unsafe += f.fix.applicability.value == "unsafe"
     for path, problem in errors:
         console.print(f"{path}: could not be read: {problem}", style="bold red")
+    if Options.quiet:
+        return
     n = len(results) + len(errors)
     head = f"{n} file{'s' * (n != 1)} checked" + (f" ({len(errors)} unreadable)" if errors else "")
     if not any(total.values()):
-        console.print(f"{head}: no problems found", style="bold")
+        # an unreadable file was not checked: "no problems found" would claim it was
+        console.print(head if errors else f"{head}: no problems found", style="bold")
         return
     fixes = f"{safe} fixable with `onnxfix repair`" + (
         f", {unsafe} more with `--unsafe-fixes`" if unsafe else ""
@@ -84,22 +102,60 @@ def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
     )
 
 
+def statistics(results: list[Any]) -> list[dict[str, Any]]:
+    """Findings counted per rule, most frequent first (``lint --statistics``)."""
+    from collections import Counter
+
+    from onnxfix import registry
+
+    counts = Counter(f.rule for r in results for f in r.findings)
+    fixable = {f.rule for r in results for f in r.findings if f.fix is not None}
+    out = []
+    for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        rule = registry.get(code)
+        out.append(
+            {
+                "code": code,
+                "name": rule.name if rule else code,
+                "count": n,
+                "fixable": code in fixable,
+            }
+        )
+    return out
+
+
+def print_statistics(results: list[Any], errors: list[tuple[str, str]]) -> None:
+    console = _console()
+    rows = statistics(results)
+    width = max((len(str(r["count"])) for r in rows), default=1)
+    for r in rows:
+        mark = "[*]" if r["fixable"] else "   "
+        console.print(f"{r['count']:>{width}}  {r['code']:<6} {mark} {r['name']}")
+    for path, problem in errors:
+        console.print(f"{path}: could not be read: {problem}", style="bold red")
+    if not Options.quiet:
+        total = sum(r["count"] for r in rows)
+        n = len(results) + len(errors)
+        console.print(f"{total} finding(s) in {n} file{'s' * (n != 1)}", style="bold")
+
+
 def print_repair(result: Any, dry_run: bool) -> None:
     console = _console()
     done = result.written and not result.error
     verb = "fixed" if done else "would fix"
     for f in result.fixed:
         console.print(f"{verb} {f.rule} at {f.node} ({f.op_type}): {f.fix.title}", style="green")
-    for f, checked in result.checks:
+    for f, checked in [] if Options.quiet else result.checks:
         console.print(f"  {f.rule} rewrite {checked}", style="dim")
     for f in result.remaining:
         _finding(console, result.input, f)
     ver = result.verification
-    if ver is not None:
+    if ver is not None and not Options.quiet:
         for s in ver.steps:
             console.print(f"  verified {s.name}: {s.detail}", style="dim")
     for reason in result.reasons:
         console.print(f"not fixed: {reason}", style="yellow")
+    _simplified(console, result)
     if result.error:  # the cause goes to stderr, once
         console.print(f"{result.input}: repair failed, nothing written", style="bold red")
     elif result.written:
@@ -119,6 +175,16 @@ def print_repair(result: Any, dry_run: bool) -> None:
             if left
             else "nothing to fix: the model has no problems; nothing written",
             style="bold",
+        )
+
+
+def _simplified(console: Any, result: Any) -> None:
+    if result.simplified and result.written:
+        console.print(f"simplified with onnxsim: {result.simplified}", style="green")
+    if result.simplify_skipped:
+        console.print(
+            f"not simplified (the unsimplified repair is kept): {result.simplify_skipped}",
+            style="yellow",
         )
 
 
@@ -153,6 +219,13 @@ def print_check(result: Any) -> None:
         _finding(console, result.path, f)
     errors = len(result.lint.errors)
     console.print(f"lint: {errors} error(s), {len(result.lint.findings) - errors} other finding(s)")
+    if result.against is not None:
+        console.print(
+            f"interface against {result.against}: "
+            + ("same" if not result.interface else f"{len(result.interface)} difference(s)")
+        )
+        for problem in result.interface:
+            console.print(f"  {problem}", style="red")
     loaded = result.load_error is None and any(r.ok or r.error for r in result.runs)
     console.print(
         "onnxruntime load: "
@@ -164,7 +237,9 @@ def print_check(result: Any) -> None:
             console.print(f"run {_setting(r)}: ok{diff}")
         else:
             console.print(describe_run(r), style="yellow" if r.doubtful else "red")
-    for note in result.notes:
+    if result.compared_with:
+        console.print(f"outputs compared with {result.compared_with}")
+    for note in [] if Options.quiet else result.notes:
         console.print(f"note: {note}", style="dim")
     verdict = {0: "PASS", 1: "FAIL", 2: "COULD NOT VERIFY"}[result.exit_code]
     if result.exit_code == 2 and result.inconclusive:
@@ -172,6 +247,23 @@ def print_check(result: Any) -> None:
     console.print(
         f"{result.path}: {verdict}",
         style={0: "bold green", 1: "bold red", 2: "bold yellow"}[result.exit_code],
+    )
+
+
+def print_check_summary(results: list[Any], errors: list[tuple[str, str]]) -> None:
+    """After several models: one line each way they ended, unreadable files counted."""
+    console = _console()
+    for path, problem in errors:
+        console.print(f"{path}: could not be read: {problem}", style="bold red")
+    if Options.quiet:
+        return
+    verdicts = [r.exit_code for r in results]
+    n = len(results) + len(errors)
+    console.print(
+        f"{n} model{'s' * (n != 1)} checked: {verdicts.count(0)} passed, {verdicts.count(1)} "
+        f"failed, {verdicts.count(2)} could not be verified"
+        + (f", {len(errors)} unreadable" if errors else ""),
+        style="bold",
     )
 
 
