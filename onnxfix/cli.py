@@ -156,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="lint files in N processes (0: one per core)",
     )
     lint.add_argument(
+        "--annotate",
+        metavar="OUT",
+        help="also write a copy of the (one) model whose offending nodes carry their "
+        "findings in doc_string and metadata_props, as Netron shows them; OUT must be in "
+        "the model's folder when it has external data (the copy points at the same data)",
+    )
+    lint.add_argument(
         "--exit-zero",
         action="store_true",
         help="exit 0 even when errors are found (2 still means a file could not be read)",
@@ -185,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("output", metavar="OUT", nargs="?", help="where the repaired model goes")
     rep.add_argument("--dry-run", action="store_true", help="print what would change")
     rep.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes")
+    rep.add_argument(
+        "--diff",
+        action="store_true",
+        help="show what changed node by node (- removed, + added), with the op counts, "
+        "file sizes and time",
+    )
     rep.add_argument(
         "--simplify",
         action="store_true",
@@ -264,6 +277,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chk.add_argument("--format", choices=FORMATS, default="text", help="output format")
 
+    shp = sub.add_parser(
+        "shapes",
+        parents=[par["output"]],
+        help="the symbolic shape of every value, the dims the graph derives, and where "
+        "each symbol comes from",
+        description="Show the symbolic shape of every value of the main graph (or of one "
+        "node's inputs and outputs), the dims the graph derives from its inputs, and the "
+        "input axes each symbol comes from. Reads no weights.",
+        epilog="example: onnxfix shapes model.onnx --node /encoder/Where",
+    )
+    shp.add_argument("model", metavar="MODEL", help="the ONNX model")
+    shp.add_argument("--node", metavar="NAME", help="only this node's inputs and outputs")
+    shp.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+
     rules = sub.add_parser("rules", help="list the rules")
     rules.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     one = sub.add_parser("rule", help="show a rule's documentation")
@@ -298,6 +325,8 @@ def _lint(args: argparse.Namespace) -> int:
         else:
             errors.append((path, problem))
             print(f"onnxfix: {visible(path)}: {visible(problem)}", file=sys.stderr)
+    if args.annotate:
+        _annotate(args, results)
     if args.statistics:
         if args.format not in ("text", "json"):
             raise UsageError("--statistics prints text or json")
@@ -312,6 +341,32 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".tox"}
+
+
+def _annotate(args: argparse.Namespace, results: list[LintResult]) -> None:
+    """``lint --annotate OUT``: the linted model, its findings written onto their nodes."""
+    from onnxfix import io, views
+
+    if len(args.models) != 1 or len(results) != 1:
+        raise UsageError("--annotate takes exactly one readable model")
+    loaded = io.load(args.models[0])
+    out = Path(args.annotate)
+    if loaded.uses_external_data and out.resolve().parent != loaded.path.resolve().parent:
+        raise UsageError(
+            "--annotate: the model has external data; write OUT in its folder "
+            f"({loaded.path.parent}) so the copy can point at the same data"
+        )
+    if out.resolve() == loaded.path.resolve():
+        raise UsageError("--annotate: OUT must not be the model itself")
+    marked = views.annotate(loaded.model, results[0].findings)
+    try:
+        io.write_graph_atomic(loaded.model, out)
+    except io.ModelError as exc:
+        raise UsageError(f"--annotate: {exc}") from None
+    print(
+        f"onnxfix: wrote {visible(str(out))}: {marked} node(s) annotated",
+        file=sys.stderr,
+    )
 
 
 def _expand(paths: list[str]) -> list[str]:
@@ -479,6 +534,9 @@ def _repair(args: argparse.Namespace) -> int:
             simplify.available()
         except simplify.SimplifyUnavailable as exc:
             raise UsageError(str(exc)) from None
+    import time
+
+    started = time.perf_counter()
     try:
         with _busy(f"repairing {args.input}: fixing, copying weights, verifying"):
             result = repairer.repair(
@@ -493,6 +551,7 @@ def _repair(args: argparse.Namespace) -> int:
                 outputs=outputs,
                 expect=contract,
                 simplify=args.simplify,
+                diff=args.diff,
             )
     except ModelError as exc:
         print(f"onnxfix: {visible(exc)}", file=sys.stderr)
@@ -507,6 +566,8 @@ def _repair(args: argparse.Namespace) -> int:
         print(report.repair_json(result))
     else:
         report.print_repair(result, args.dry_run)
+        if args.diff:
+            print(visible(_sizes(args.input, result, time.perf_counter() - started)))
     if result.error:
         print(
             f"onnxfix: {args.input}: repair failed, nothing written: {result.error}",
@@ -515,6 +576,23 @@ def _repair(args: argparse.Namespace) -> int:
     if args.dry_run and result.error is None and result.fixed:
         return EXIT_FINDINGS  # like ruff --diff: something would change
     return result.exit_code
+
+
+def _sizes(src: str, result: Any, seconds: float) -> str:
+    """``size 4.1 MB → 4.1 MB; 2.3 s``: the model and its data files, before and after."""
+    from onnxfix import io
+
+    def total(path: str) -> str:
+        try:
+            loaded = io.load(path)
+        except io.ModelError:
+            return "?"
+        n = loaded.path.stat().st_size + sum(f.stat().st_size for f in loaded.external_files)
+        return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 1024:.1f} KB"
+
+    after = total(result.output) if result.written and result.output else None
+    size = f"size {total(src)}" + (f" → {after}" if after else " (nothing written)")
+    return f"  {size}; {seconds:.1f} s"
 
 
 def _rules(args: argparse.Namespace) -> int:
@@ -553,6 +631,31 @@ def _rule(args: argparse.Namespace) -> int:
     from onnxfix import report
 
     report.print_rule(_named_rule(args.code))
+    return EXIT_OK
+
+
+def _shapes(args: argparse.Namespace) -> int:
+    from onnxfix import io, linter, registry, views
+
+    try:
+        loaded = io.load(args.model)
+    except io.ModelError as exc:
+        print(f"onnxfix: {visible(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    _found, ctx = linter.analyse(loaded.model, registry.select(None, None), None)
+    try:
+        view = views.shapes(ctx, args.node)
+    except KeyError:
+        raise UsageError(f"no node named '{args.node}' in the main graph") from None
+    if args.format == "json":
+        import json
+
+        from onnxfix.report import SCHEMA_VERSION
+
+        print(json.dumps({"version": SCHEMA_VERSION, "path": args.model, **view}, indent=2))
+    else:
+        for line in views.render_shapes(view):
+            print(visible(line))
     return EXIT_OK
 
 
@@ -606,9 +709,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
-    handler = {"lint": _lint, "repair": _repair, "check": _check, "rules": _rules, "rule": _rule}[
-        args.command
-    ]
+    handler = {
+        "lint": _lint,
+        "repair": _repair,
+        "check": _check,
+        "rules": _rules,
+        "rule": _rule,
+        "shapes": _shapes,
+    }[args.command]
     from onnxfix.report.text import Options
 
     Options.color = getattr(args, "color", "auto")

@@ -248,6 +248,9 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, s
     100-byte model with a ``ConstantOfShape`` of 2**31 elements made it allocate
     until killed.
     """
+    from onnxfix.io import inference_safe
+
+    model = inference_safe(model)
     try:
         return (
             onnx.shape_inference.infer_shapes(

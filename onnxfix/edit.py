@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from onnxfix import io
+
 RULE_KEY = "onnxfix.rule"
 
 
@@ -276,7 +278,7 @@ def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
     known = produced | {vi.name for vi in graph.input} | {t.name for t in graph.initializer}
     inferred = {}
     try:
-        inf = onnx.shape_inference.infer_shapes(model)
+        inf = onnx.shape_inference.infer_shapes(io.inference_safe(model))
         inferred = {
             vi.name: vi for vi in (*inf.graph.value_info, *inf.graph.output, *inf.graph.input)
         }

@@ -185,6 +185,36 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     return LoadedModel(path=p, model=model, external_files=external)
 
 
+def _negative_dims(g: onnx.GraphProto) -> Iterator[onnx.TensorShapeProto.Dimension]:
+    """Every declared dim with a negative value, in ``g`` and its subgraphs."""
+    for vi in (*g.input, *g.output, *g.value_info):
+        for d in vi.type.tensor_type.shape.dim:
+            if d.HasField("dim_value") and d.dim_value < 0:
+                yield d
+    for n in g.node:
+        for a in n.attribute:
+            for sub in [a.g] if a.HasField("g") else list(a.graphs):
+                yield from _negative_dims(sub)
+
+
+def has_negative_dims(model: onnx.ModelProto) -> bool:
+    return next(_negative_dims(model.graph), None) is not None
+
+
+def inference_safe(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as ONNX's shape inference may see it: a declared ``-1`` dim (Paddle2ONNX's
+    "dynamic") that reaches a Slice aborts the whole process in onnx 1.23 (a failed C++
+    assertion: no exception to catch), so such dims become unknown in a copy.  The
+    model itself is returned when it has none (no copy)."""
+    if not has_negative_dims(model):
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for d in _negative_dims(copy.graph):
+        d.Clear()
+    return copy
+
+
 def _negative_dim(g: onnx.GraphProto) -> str | None:
     """A declared dim below -1: invalid ONNX, and ONNX's own shape inference aborts the
     whole process on it (a failed C++ assertion in onnx 1.23), so it is refused before
@@ -419,6 +449,22 @@ def _externalize(model: onnx.ModelProto, data: Path, threshold: int = 1024) -> i
             entry.key, entry.value = "length", str(fh.tell() - offset)
             moved += 1
     return moved
+
+
+def write_graph_atomic(model: onnx.ModelProto, out: str | os.PathLike[str]) -> None:
+    """Write ``model`` as it is, external-data references unchanged (they must resolve from
+    ``out``'s folder): a temporary file moved into place, with a new file's mode."""
+    out = Path(out)
+    tmp = _tmp_in(out.resolve().parent, ".onnx")
+    try:
+        _write_fsync(tmp, model.SerializeToString())
+        os.chmod(tmp, _final_mode(out))
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise ModelError(out, f"could not be written ({exc.strerror or exc})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def _write_fsync(path: Path, data: bytes) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxfix import io
 from onnxfix.contracts import dtype_name, model_ports
 
 #: optimizers fold and reorder arithmetic: relative error is allowed on top of the
@@ -103,7 +104,7 @@ def _exposed(path: str, names: Sequence[str]) -> onnx.ModelProto:
 
 def _value_types(m: onnx.ModelProto) -> dict[str, int]:
     try:
-        inferred = onnx.shape_inference.infer_shapes(m)
+        inferred = onnx.shape_inference.infer_shapes(io.inference_safe(m))
     except Exception:
         inferred = m
     g = inferred.graph

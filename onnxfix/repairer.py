@@ -42,6 +42,11 @@ class RepairResult:
     #: ``--simplify``: what onnxsim removed ("306 → 199 nodes (...)"), or why it was not kept
     simplified: str | None = None
     simplify_skipped: str | None = None
+    #: ``--diff``: the node-level changes ("- y = Where(...)", "+ ...") and op counts
+    diff: list[str] = field(default_factory=list)
+    op_counts: str | None = None
+    #: the model as written (or as it would be): for the diff
+    final: onnx.ModelProto | None = None
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +93,7 @@ def repair(
     outputs: dict[str, str] | None = None,
     expect: str | os.PathLike[str] | contracts.Contract | None = None,
     simplify: bool = False,
+    diff: bool = False,
 ) -> RepairResult:
     """Repair ``src`` into ``dst``; nothing is written unless something was fixed and
     verification passed.
@@ -139,9 +145,10 @@ def repair(
             + "; ".join(f"{f.rule} at {f.node}" + ("" if f.fix else " (no fix)") for f in new)
         )
         return result
+    result.final = model
     if dry_run or dst is None or (not fixed and not outputs):
-        return result  # nothing fixed: nothing to write
-    return _write(
+        return _diffed(result, original, diff)  # nothing fixed: nothing to write
+    _write(
         result,
         loaded,
         original,
@@ -152,6 +159,17 @@ def repair(
         verify_probe,
         simplify,
     )
+    return _diffed(result, original, diff)
+
+
+def _diffed(result: RepairResult, original: onnx.ModelProto, diff: bool) -> RepairResult:
+    """Fill in the node-level diff between the input and the model as written."""
+    if diff and result.final is not None:
+        from onnxfix import views
+
+        result.diff = views.node_diff(original, result.final)
+        result.op_counts = views.op_counts(original, result.final)
+    return result
 
 
 def _write(
@@ -196,6 +214,7 @@ def _write(
             try:
                 _land(result, loaded, original, simple.model, run, out, reference, probe, parity)
                 result.simplified = simple.summary()
+                result.final = simple.model
                 return result
             except verify.VerificationError as exc:
                 simple.skipped = f"the simplified model did not verify ({exc})"

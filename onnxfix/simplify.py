@@ -67,6 +67,12 @@ def simplify(model: onnx.ModelProto, loaded: io.LoadedModel) -> Simplified:
     disk beside ``loaded``); a result that changed the interface is refused."""
     import onnxsim
 
+    if io.has_negative_dims(model):
+        return Simplified(
+            None,
+            "the model declares -1 dims, which abort ONNX's shape inference (onnx 1.23) "
+            "that onnxsim runs",
+        )
     weights = sum(f.stat().st_size for f in loaded.external_files)
     if weights > MAX_BYTES:
         return Simplified(

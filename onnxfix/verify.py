@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxfix import diagnose, runner
+from onnxfix import diagnose, io, runner
 from onnxfix import plan as planner
 from onnxfix.contracts import declared_dims, model_ports
 from onnxfix.probe import input_symbols, load_reference, setting_of
@@ -254,14 +254,19 @@ def _verify(
     fixed: Sequence[Fixed],
     external_files: Sequence[Path],
 ) -> None:
+    cand = onnx.load(str(candidate_path), load_external_data=False)
+    # full_check is the checker plus strict inference, which aborts the process on a
+    # declared -1 dim (io.inference_safe): then strict inference runs below, on a safe copy
+    full = not io.has_negative_dims(cand)
     try:
-        onnx.checker.check_model(str(candidate_path), full_check=True)
+        onnx.checker.check_model(str(candidate_path), full_check=full)
     except Exception as exc:
         raise VerificationError("checker", first_error_line(exc)) from None
-    rep.add("checker", "onnx.checker (full) passed")
-    cand = onnx.load(str(candidate_path), load_external_data=False)
+    rep.add("checker", "onnx.checker (full) passed" if full else "onnx.checker passed")
     try:
-        onnx.shape_inference.infer_shapes(cand, check_type=True, strict_mode=True)
+        onnx.shape_inference.infer_shapes(
+            io.inference_safe(cand), check_type=True, strict_mode=True
+        )
     except Exception as exc:
         raise VerificationError("shape inference", first_error_line(exc)) from None
     rep.add("shape inference", "strict shape inference passed")

@@ -39,6 +39,8 @@ def repair_json(result: Any) -> str:
         "reasons": result.reasons,
         "error": result.error,
         "simplified": result.simplified,
+        "diff": result.diff,
+        "op_counts": result.op_counts,
         "simplify_skipped": result.simplify_skipped,
     }
     return json.dumps(doc, indent=2)

@@ -156,6 +156,7 @@ def print_repair(result: Any, dry_run: bool) -> None:
     for reason in result.reasons:
         console.print(f"not fixed: {reason}", style="yellow")
     _simplified(console, result)
+    _diff(console, result)
     if result.error:  # the cause goes to stderr, once
         console.print(f"{result.input}: repair failed, nothing written", style="bold red")
     elif result.written:
@@ -176,6 +177,15 @@ def print_repair(result: Any, dry_run: bool) -> None:
             else "nothing to fix: the model has no problems; nothing written",
             style="bold",
         )
+
+
+def _diff(console: Any, result: Any) -> None:
+    if result.diff or result.op_counts:
+        console.print("diff (- removed, + added):", style="bold")
+        for line in result.diff:
+            console.print(f"  {line}", style="red" if line.startswith("-") else "green")
+        if result.op_counts:
+            console.print(f"  ops: {result.op_counts}")
 
 
 def _simplified(console: Any, result: Any) -> None:
