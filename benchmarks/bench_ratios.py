@@ -1,0 +1,195 @@
+"""Issue 15's ratios in one command, each paired with its floor in the same run.
+
+Usage: ``python benchmarks/bench_ratios.py [--pairs 3] [--curve] [--skip-big]``
+
+Every measurement is a whole process.  Each ratio is the median over ``--pairs``
+pairs of (subject, floor) run back to back, so a slow moment of the machine hits
+both sides of a pair.  Rows (target in brackets):
+
+- lint of the 1.2 GB HuBERT-large model (``bench_lint.py`` makes it) / floor  [1.5]
+- lint of a valid transformer-block graph of 10k and 100k nodes / floor  [2.0, 3.0]
+- ``repair --no-verify`` of the 1.2 GB model / ``cp`` of model and data + fsync  [1.5]
+- ``repair`` (verified) of the 1.2 GB model / onnxruntime session creation  [2.0]
+- ``lint -j 2`` / ``lint -j 1`` over the onnx wheel's 149 backend models  [< 1]
+
+The floor for lint is ``onnx.load(..., load_external_data=False)`` plus
+``onnx.shape_inference.infer_shapes`` (``_floor.py``).  ``--curve`` adds lint and
+floor times from 1k to 1M nodes (the 1M-node graph takes a few GB).  Models are
+written under ``benchmarks/out/`` (never committed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+BIG = OUT / "hubert_l24_d1024/model.onnx"
+PY = sys.executable
+
+
+def wall(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, capture_output=True, check=False)
+    return time.perf_counter() - t
+
+
+def paired(subject: list[str], floor: list[str], pairs: int, setup=None) -> dict:
+    ratios, subj, flo = [], [], []
+    for _ in range(pairs):
+        if setup:
+            setup()
+        a = wall(subject)
+        if setup:
+            setup()
+        b = wall(floor)
+        subj.append(a)
+        flo.append(b)
+        ratios.append(a / b)
+    return {
+        "subject_s": round(statistics.median(subj), 3),
+        "floor_s": round(statistics.median(flo), 3),
+        "ratio": round(statistics.median(ratios), 2),
+        "ratios": [round(r, 2) for r in ratios],
+    }
+
+
+def transformer(blocks: int, path: Path, d: int = 16, heads: int = 2) -> int:
+    """A valid graph of pre-norm attention + MLP blocks with dynamic B, T; 22 nodes each."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def w(name: str, *shape: int) -> str:
+        inits.append(numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name))
+        return name
+
+    w("ln_s", d)
+    w("ln_b", d)
+    inits.append(numpy_helper.from_array(np.array([0, 0, heads, d // heads], np.int64), "hshape"))
+    inits.append(numpy_helper.from_array(np.array([0, 0, d], np.int64), "dshape"))
+    x = "x"
+    for i in range(blocks):
+        p = f"b{i}_"
+
+        def n(op: str, ins: list[str], p: str = p, **attrs) -> str:
+            out = f"{p}{op}_{len(nodes)}"
+            nodes.append(helper.make_node(op, ins, [out], name=f"/{out}", **attrs))
+            return out
+
+        h = n("LayerNormalization", [x, "ln_s", "ln_b"], axis=-1)
+        q = n("MatMul", [h, w(p + "wq", d, d)])
+        k = n("MatMul", [h, w(p + "wk", d, d)])
+        v = n("MatMul", [h, w(p + "wv", d, d)])
+        q = n("Transpose", [n("Reshape", [q, "hshape"])], perm=[0, 2, 1, 3])
+        k = n("Transpose", [n("Reshape", [k, "hshape"])], perm=[0, 2, 3, 1])
+        v = n("Transpose", [n("Reshape", [v, "hshape"])], perm=[0, 2, 1, 3])
+        a = n("Softmax", [n("MatMul", [q, k])], axis=-1)
+        o = n("Reshape", [n("Transpose", [n("MatMul", [a, v])], perm=[0, 2, 1, 3]), "dshape"])
+        x = n("Add", [x, n("MatMul", [o, w(p + "wo", d, d)])])
+        m = n(
+            "Relu", [n("MatMul", [n("LayerNormalization", [x, "ln_s", "ln_b"]), w(p + "w1", d, d)])]
+        )
+        x = n("Add", [x, n("MatMul", [m, w(p + "w2", d, d)])])
+    nodes.append(helper.make_node("Identity", [x], ["y"], name="/out"))
+    g = helper.make_graph(
+        nodes,
+        "transformer",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", d])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", "T", d])],
+        inits,
+    )
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if model.ByteSize() > 1_900_000_000:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    else:
+        onnx.save(model, str(path))
+    return len(nodes)
+
+
+def graph_of(nodes: int) -> Path:
+    path = OUT / f"transformer_{nodes}.onnx"
+    if not path.exists():
+        transformer(max(1, nodes // 22), path)
+    return path
+
+
+def lint_row(path: Path, pairs: int) -> dict:
+    return paired(
+        [PY, "-m", "onnxfix", "lint", str(path)], [PY, str(HERE / "_floor.py"), str(path)], pairs
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--curve", action="store_true", help="lint/floor from 1k to 1M nodes")
+    ap.add_argument("--skip-big", action="store_true", help="skip the 1.2 GB model rows")
+    args = ap.parse_args()
+    rows: dict[str, dict] = {}
+    if not args.skip_big:
+        if not BIG.exists():
+            print(f"{BIG} is missing: run python benchmarks/bench_lint.py first", file=sys.stderr)
+            return 2
+        rows["lint 1.2 GB HuBERT-large / floor [<= 1.5]"] = lint_row(BIG, args.pairs)
+    for n in (10_000, 100_000):
+        rows[f"lint transformer {n // 1000}k nodes / floor [<= {2.0 if n == 10_000 else 3.0}]"] = (
+            lint_row(graph_of(n), args.pairs)
+        )
+    if not args.skip_big:
+        tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=OUT))
+        out = tmp / "out.onnx"
+
+        def clean() -> None:
+            for p in tmp.iterdir():
+                p.unlink()
+
+        rows["repair --no-verify 1.2 GB / cp + fsync [<= 1.5]"] = paired(
+            [PY, "-m", "onnxfix", "repair", str(BIG), str(out), "--no-verify"],
+            [PY, str(HERE / "_cp.py"), str(BIG), str(out), "--fsync"],
+            args.pairs,
+            clean,
+        )
+        rows["repair (verified) 1.2 GB / session creation [<= 2.0]"] = paired(
+            [PY, "-m", "onnxfix", "repair", str(BIG), str(out)],
+            [PY, str(HERE / "_session.py"), str(BIG)],
+            args.pairs,
+            clean,
+        )
+        shutil.rmtree(tmp)
+    backend = Path(onnx.__file__).parent / "backend/test/data"
+    models = sorted(str(p) for p in backend.rglob("model.onnx"))
+    if models:
+        rows[f"lint -j 2 / -j 1 over {len(models)} backend models [< 1]"] = paired(
+            [PY, "-m", "onnxfix", "lint", "-j", "2", *models],
+            [PY, "-m", "onnxfix", "lint", "-j", "1", *models],
+            args.pairs,
+        )
+    if args.curve:
+        curve = {}
+        for n in (1_000, 10_000, 100_000, 1_000_000):
+            curve[n] = lint_row(graph_of(n), 1)
+        rows["curve"] = curve  # type: ignore[assignment]
+    print(json.dumps(rows, indent=1))
+    for name, r in rows.items():
+        if "ratio" in r:
+            print(f"{r['ratio']:>6}x  {name}  ({r['subject_s']} s vs {r['floor_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    sys.exit(main())
