@@ -195,6 +195,7 @@ def test_readme_python_examples_run(tmp_path: Path) -> None:
 def test_pre_commit_hook_declared() -> None:
     text = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: onnxfix lint" in text and r"files: \.onnx$" in text
+    assert "id: onnxfix-check" in text and "entry: onnxfix check" in text
 
 
 def test_execution_providers(cli) -> None:
