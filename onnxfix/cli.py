@@ -78,9 +78,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_FAILURE)
 
 
-def _parents() -> dict[str, _Parser]:
+class _CommandParser(_Parser):
+    """A command's parser: its examples (the epilog) keep their lines."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _parents() -> dict[str, _CommandParser]:
     """Flags several commands share, declared once (argparse parent parsers)."""
-    rules = _Parser(add_help=False)
+    rules = _CommandParser(add_help=False)
     rules.add_argument(
         "--select",
         action="append",
@@ -97,13 +105,13 @@ def _parents() -> dict[str, _Parser]:
         help="interface contract: a .toml/.json file or a built-in profile "
         "(wenet-encoder-chunk, wenet-ctc, hubert-features)",
     )
-    reference = _Parser(add_help=False)
+    reference = _CommandParser(add_help=False)
     reference.add_argument(
         "--reference",
         metavar="NPZ",
         help="inputs and outputs to reproduce (<case>/in/<name>, <case>/out/<name> in an .npz)",
     )
-    out = _Parser(add_help=False)
+    out = _CommandParser(add_help=False)
     out.add_argument(
         "-o",
         "--output-file",
@@ -133,10 +141,14 @@ def _parents() -> dict[str, _Parser]:
     return {"rules": rules, "reference": reference, "output": out}
 
 
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="onnxfix", description="Lint and safely repair exported ONNX models.")
     p.add_argument("--version", action="version", version=f"onnxfix {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_CommandParser)
     par = _parents()
 
     lint = sub.add_parser(
@@ -144,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[par["rules"], par["output"]],
         help="report problems (reads no weights)",
         description="Report problems; reads no weight bytes and never imports onnxruntime.",
+        epilog=_examples(
+            "onnxfix lint model.onnx",
+            "onnxfix lint models/ --format sarif -o onnxfix.sarif",
+            "onnxfix lint model.onnx --select WB,RP --statistics",
+            "onnxfix lint model.onnx --explain WB102",
+        ),
     )
     lint.add_argument("models", nargs="+", metavar="MODEL", help="ONNX model files")
     lint.add_argument("--format", choices=FORMATS, default="text", help="output format")
@@ -183,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
         "repair",
         parents=[par["rules"], par["reference"], par["output"]],
         help="apply fixes, verify, write atomically",
+        epilog=_examples(
+            "onnxfix repair model.onnx fixed.onnx",
+            "onnxfix repair model.onnx --dry-run --diff",
+            "onnxfix repair model.onnx fixed.onnx --reference model.npz --simplify",
+            "onnxfix repair cut.onnx fixed.onnx --output logits=/decoder/Add_output_0",
+        ),
         description="Apply fixes, verify the result, write it atomically; "
         "nothing is written if nothing was fixed or verification fails.",
     )
@@ -226,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[par["rules"], par["reference"], par["output"]],
         help="pre-deployment check: lint, load and run in onnxruntime",
         description="Lint, load in onnxruntime and run at probe settings.",
+        epilog=_examples(
+            "onnxfix check model.onnx",
+            "onnxfix check model.onnx --dims T=1,37,400 B=1,3",
+            "onnxfix check encoder.onnx --reference encoder.npz --format github",
+            "onnxfix check optimized.onnx --against model.onnx",
+        ),
     )
     chk.add_argument(
         "models",
@@ -285,15 +315,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Show the symbolic shape of every value of the main graph (or of one "
         "node's inputs and outputs), the dims the graph derives from its inputs, and the "
         "input axes each symbol comes from. Reads no weights.",
-        epilog="example: onnxfix shapes model.onnx --node /encoder/Where",
+        epilog=_examples(
+            "onnxfix shapes model.onnx", "onnxfix shapes model.onnx --node /encoder/Where"
+        ),
     )
     shp.add_argument("model", metavar="MODEL", help="the ONNX model")
     shp.add_argument("--node", metavar="NAME", help="only this node's inputs and outputs")
     shp.add_argument("--format", choices=["text", "json"], default="text", help="output format")
 
-    rules = sub.add_parser("rules", help="list the rules")
+    rules = sub.add_parser(
+        "rules",
+        help="list the rules",
+        description="List every rule: code, name, severity, whether it has a fix.",
+        epilog=_examples("onnxfix rules", "onnxfix rules --format json"),
+    )
     rules.add_argument("--format", choices=["text", "json"], default="text", help="output format")
-    one = sub.add_parser("rule", help="show a rule's documentation")
+    one = sub.add_parser(
+        "rule",
+        help="show a rule's documentation",
+        description="Show a rule's own documentation: what, why, an example, fix safety.",
+        epilog=_examples("onnxfix rule WB102", "onnxfix rule where-mask-left-aligned"),
+    )
     one.add_argument("code", help="a rule code (WB102) or name (where-mask-left-aligned)")
     return p
 

@@ -210,3 +210,15 @@ def test_check_takes_several_models_and_jobs(cli, tmp_path: Path) -> None:
     sarif = json.loads(cli("check", str(good), str(junk), "--format", "sarif").stdout)
     notes = sarif["runs"][0]["invocations"][0]["toolExecutionNotifications"]
     assert any(str(junk.name) in n["message"]["text"] or "junk" in json.dumps(n) for n in notes)
+
+
+def test_every_command_and_flag_has_help_and_examples(cli) -> None:
+    for command in ("lint", "repair", "check", "shapes", "rules", "rule"):
+        text = cli(command, "--help").stdout
+        assert "examples:\n  onnxfix " + command in text, command
+        # argparse prints a flag without help as its bare name: every option line says more
+        lines = text.split("options:", 1)[1].split("examples:", 1)[0].splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("  -") and len(line.split()) <= 3 and len(line) < 24:
+                nxt = lines[i + 1] if i + 1 < len(lines) else ""
+                assert nxt.startswith(" " * 10), (command, line)
