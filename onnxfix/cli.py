@@ -489,7 +489,7 @@ def _check(args: argparse.Namespace) -> int:
         rtol=args.rtol,
     )
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-    with _busy(f"checking {len(models)} model(s): lint, load, probe runs"):
+    with _busy(f"checking {len(models)} model(s)"):
         if jobs > 1 and len(models) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
@@ -528,15 +528,44 @@ def _check_one(path: str, **kwargs: Any) -> tuple[Any, str | None]:
         return None, f"usage: {exc}"
 
 
-def _busy(message: str) -> Any:
-    """A spinner on stderr for work that takes seconds; nothing when not a terminal."""
-    import contextlib
-
+@contextlib.contextmanager
+def _busy(message: str) -> Iterator[None]:
+    """A status line on stderr for work that takes seconds: the phase being run (reported
+    through :mod:`onnxfix.progress`) and the time so far; nothing when not a terminal."""
     if not sys.stderr.isatty():
-        return contextlib.nullcontext()
+        yield
+        return
+    import threading
+    import time
+
     from rich.console import Console
 
-    return Console(stderr=True).status(message)
+    from onnxfix import progress
+
+    started = time.monotonic()
+    now = {"phase": ""}
+    done = threading.Event()
+    with Console(stderr=True).status(message) as status:
+
+        def show() -> None:
+            phase = f": {now['phase']}" if now["phase"] else ""
+            status.update(visible(f"{message}{phase} ({time.monotonic() - started:.0f} s)"))
+
+        def tick() -> None:
+            while not done.wait(0.5):
+                show()
+
+        def listen(text: str) -> None:
+            now["phase"] = text
+            show()
+
+        timer = threading.Thread(target=tick, daemon=True)
+        timer.start()
+        try:
+            with progress.listening(listen):
+                yield
+        finally:
+            done.set()
 
 
 def _in_workers(task: Any, paths: list[str], jobs: int) -> list[Any]:
@@ -594,7 +623,7 @@ def _repair(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        with _busy(f"repairing {args.input}: fixing, copying weights, verifying"):
+        with _busy(f"repairing {args.input}"):
             result = repairer.repair(
                 args.input,
                 args.output,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from onnxfix import context, contracts, diagnose, io, plan, probe, registry, runner
+from onnxfix import context, contracts, diagnose, io, plan, probe, progress, registry, runner
 from onnxfix.findings import Finding, Severity
 from onnxfix.linter import LintResult, analyse
 from onnxfix.roles import infer as infer_roles
@@ -198,6 +198,7 @@ def check(
     planned on it (:mod:`onnxfix.parity`); ``atol``/``rtol`` set the tolerance.
     Raises :class:`DimsError` for ``--dims`` names the model does not have.
     """
+    progress.phase(f"{os.path.basename(str(path))}: analysing")
     loaded = io.load(path)
     model = loaded.model
     found, ctx = analyse(model, registry.select(select, ignore), contracts.resolve(expect))
@@ -270,6 +271,7 @@ def check(
         limits = runner.Limits.for_model(
             runner.weights_bytes(str(loaded.path), loaded.external_files) + both
         )
+    progress.phase(f"{os.path.basename(str(path))}: onnxruntime load and {len(runs)} run(s)")
     outcomes = runner.execute(job, limits)
     roles = infer_roles(model)
     made_up = {name for name, role in roles.items() if role.made_up}

@@ -419,6 +419,10 @@ def _stage_weights(
             continue
         if external_from is None:
             raise ModelError(out, "internal error: external data without a source folder")
+        from onnxfix import progress
+
+        size = (external_from / loc).stat().st_size
+        progress.phase(f"copying weights ({size / 2**20:.0f} MB)")
         tmp = _tmp_in(folder, ".data")
         tmp_data[loc] = tmp
         shutil.copyfile(external_from / loc, tmp)

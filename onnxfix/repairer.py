@@ -16,7 +16,7 @@ from typing import Any
 
 import onnx
 
-from onnxfix import contracts, edit, io, registry
+from onnxfix import contracts, edit, io, progress, registry
 from onnxfix.findings import Applicability, Finding, Severity
 from onnxfix.fixer import Applied, FixFailed, FixRun, NonConvergence, run_fixes
 from onnxfix.linter import lint_model
@@ -105,6 +105,7 @@ def repair(
     """
     rules = registry.select(select, ignore)
     contract = contracts.resolve(expect)
+    progress.phase("reading the graph")
     loaded = io.load(src)
     original = onnx.ModelProto()
     original.CopyFrom(loaded.model)
@@ -117,6 +118,7 @@ def repair(
             edit.redeclare_outputs(model, outputs)
         except ValueError as exc:
             return RepairResult(str(src), None, [], before, False, error=str(exc))
+    progress.phase("analysing and fixing")
     try:
         run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract)
     except (NonConvergence, FixFailed) as exc:
@@ -195,6 +197,7 @@ def _write(
     if simplify:
         from onnxfix import simplify as simplifier
 
+        progress.phase("simplifying with onnxsim (weights in memory)")
         simple = simplifier.simplify(model, loaded)
         if simple.model is not None:
             unsimplified = model.SerializeToString()

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from onnxfix import diagnose, io, runner
+from onnxfix import diagnose, io, progress, runner
 from onnxfix import plan as planner
 from onnxfix.contracts import declared_dims, model_ports
 from onnxfix.probe import input_symbols, load_reference, setting_of
@@ -254,6 +254,7 @@ def _verify(
     fixed: Sequence[Fixed],
     external_files: Sequence[Path],
 ) -> None:
+    progress.phase("verifying: checker and strict shape inference")
     cand = onnx.load(str(candidate_path), load_external_data=False)
     # full_check is the checker plus strict inference, which aborts the process on a
     # declared -1 dim (io.inference_safe): then strict inference runs below, on a safe copy
@@ -337,6 +338,7 @@ def _probe(
         else planner.Plan([planner.Setting({})])
     )
     runs, by_reference = _runs(cand, reference, planned.settings)
+    progress.phase(f"verifying: onnxruntime load and {len(runs)} probe run(s)")
     trusted = original_path is not None and original_wrong is None
     job = runner.Job(
         str(cand_path),
@@ -428,6 +430,7 @@ def against(
         if ctx is not None
         else planner.Plan([planner.Setting({})])
     )
+    progress.phase("comparing with the model before simplification")
     job = runner.Job(
         str(candidate_path),
         tuple(runner.Run(s.dims, seed=i) for i, s in enumerate(planned.settings)),

@@ -222,3 +222,24 @@ def test_every_command_and_flag_has_help_and_examples(cli) -> None:
             if line.startswith("  -") and len(line.split()) <= 3 and len(line) < 24:
                 nxt = lines[i + 1] if i + 1 < len(lines) else ""
                 assert nxt.startswith(" " * 10), (command, line)
+
+
+def test_long_work_reports_its_phases(tmp_path: Path) -> None:
+    """The status line on a terminal shows the phase being run (onnxfix.progress); the
+    API and piped output show nothing."""
+    from onnxfix import api, progress
+
+    seen: list[str] = []
+    model = tmp_path / "in.onnx"
+    import onnx
+
+    onnx.save(onnx.load(str(HUBERT)), str(model), save_as_external_data=True, location="w.data")
+    with progress.listening(seen.append):
+        res = api.repair(model, tmp_path / "out.onnx")
+    assert res.written
+    assert seen[:2] == ["reading the graph", "analysing and fixing"]
+    assert any(p.startswith("copying weights (") and p.endswith(" MB)") for p in seen)
+    assert seen.index("verifying: checker and strict shape inference") < seen.index(
+        "verifying: onnxruntime load and 2 probe run(s)"
+    )
+    progress.phase("nobody listens")  # no listener: nothing happens
