@@ -243,3 +243,17 @@ def test_long_work_reports_its_phases(tmp_path: Path) -> None:
         "verifying: onnxruntime load and 2 probe run(s)"
     )
     progress.phase("nobody listens")  # no listener: nothing happens
+
+
+def test_findings_are_grouped_under_their_file(cli) -> None:
+    """eslint's layout: the path once, its findings indented below; piped output keeps a
+    finding on one line whatever its length (terminals wrap at word boundaries)."""
+    many = FIXTURES / "repeat_pattern/wenet_gqa_torch201_op13.onnx"
+    res = cli("lint", str(many), str(HUBERT))
+    lines = res.stdout.splitlines()
+    assert lines.count(str(many)) == 1 and lines.count(str(HUBERT)) == 1
+    findings = [line for line in lines if line.startswith("  [main] ")]
+    assert len(findings) >= 5
+    assert not any(str(many) in line for line in findings)
+    where = next(line for line in findings if "WB102 error" in line)
+    assert where.rstrip().endswith("B == T (or one is 1)")  # the whole message, one line

@@ -45,28 +45,45 @@ def _console() -> Any:
     elif Options.color == "never":
         kwargs["no_color"] = True
         kwargs["color_system"] = None
-    # markup off: messages carry model names and PyTorch code (`x[mask] = v`), never markup
-    return _SafeConsole(Console(highlight=False, soft_wrap=True, markup=False, **kwargs))
+    console = Console(highlight=False, markup=False, **kwargs)
+    # on a terminal long lines wrap at word boundaries; piped, one finding stays one line
+    # (grep-able). markup off: messages carry names and PyTorch code (`x[mask] = v`)
+    console.soft_wrap = not console.is_terminal
+    return _SafeConsole(console)
 
 
-def _finding(console: Any, path: str, f: Any) -> None:
+def _file(console: Any, path: str) -> None:
+    """The path, once, above its findings (eslint's grouping)."""
+    console.print(visible(path), style="bold underline")
+
+
+def _finding(console: Any, path: str | None, f: Any) -> None:
+    """One finding; under its file's heading when ``path`` is None."""
+    from rich.padding import Padding
     from rich.text import Text
 
+    wrapped = path is None and console.console.is_terminal
     head = Text()
-    head.append(visible(path), style="bold")
-    head.append(visible(f" [{f.graph}] {f.node} ({f.op_type})  "))
+    if path is not None:
+        head.append(visible(path), style="bold")
+        head.append(" ")
+    elif not wrapped:
+        head.append("  ")
+    head.append(visible(f"[{f.graph}] {f.node} ({f.op_type})  "))
     head.append(f"{f.rule} ", style=_STYLE[f.severity.value])
     head.append(f"{f.severity.value}: ", style=_STYLE[f.severity.value])
     head.append(visible(f.message))
-    console.print(head)
+    # under a heading: indented, and so are the lines a terminal wraps it into
+    console.print(Padding(head, (0, 0, 0, 2)) if wrapped else head)
+    pad = "    " if path is not None else "      "
     if f.scope:
-        console.print(f"    PyTorch scope: {f.scope}")
+        console.print(f"{pad}PyTorch scope: {f.scope}")
     if f.source:
-        console.print(f"    source: {f.source}")
+        console.print(f"{pad}source: {f.source}")
     if f.fix is not None:
-        console.print(f"    fix ({f.fix.applicability.value}): {f.fix.title}", style="green")
+        console.print(f"{pad}fix ({f.fix.applicability.value}): {f.fix.title}", style="green")
     if f.advice:
-        console.print(f"    in PyTorch: {f.advice}", style="dim")
+        console.print(f"{pad}in PyTorch: {f.advice}", style="dim")
 
 
 def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
@@ -74,10 +91,12 @@ def print_lint(results: list[Any], errors: list[tuple[str, str]]) -> None:
     total = {"error": 0, "warning": 0, "info": 0}
     safe = unsafe = 0
     for r in results:
+        if r.findings or (r.notes and not Options.quiet):
+            _file(console, r.path)
         for note in [] if Options.quiet else r.notes:
-            console.print(f"{r.path}: note: {note}", style="dim")
+            console.print(f"  note: {note}", style="dim")
         for f in r.findings:
-            _finding(console, r.path, f)
+            _finding(console, None, f)
             total[f.severity.value] += 1
             if f.fix is not None:
                 safe += f.fix.applicability.value == "safe"
@@ -225,8 +244,9 @@ def print_check(result: Any) -> None:
     from onnxfix.report.check import describe_run
 
     console = _console()
+    _file(console, result.path)
     for f in result.lint.findings:
-        _finding(console, result.path, f)
+        _finding(console, None, f)
     errors = len(result.lint.errors)
     console.print(f"lint: {errors} error(s), {len(result.lint.findings) - errors} other finding(s)")
     if result.against is not None:
