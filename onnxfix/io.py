@@ -492,35 +492,3 @@ def _relocate_external(model: onnx.ModelProto, old: str, new: str) -> int:
                 entry.value = new
                 count += 1
     return count
-
-
-def copy_atomic(src: LoadedModel, out: str | os.PathLike[str]) -> None:
-    """Copy a model that needs no change, byte for byte (idempotent repair)."""
-    out = Path(out)
-    folder = out.resolve().parent
-    if src.path.resolve() == out.resolve():
-        return
-    if src.external_files:
-        # The model names its data files; copying them beside the output keeps it whole.
-        for data in src.external_files:
-            rel = data.relative_to(src.path.resolve().parent)
-            dest = folder / rel
-            if dest.resolve() == data:
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _tmp_in(dest.parent, ".data")
-            try:
-                shutil.copyfile(data, tmp)
-                os.replace(tmp, dest)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-    tmp = _tmp_in(folder, ".onnx")
-    try:
-        shutil.copyfile(src.path, tmp)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise ModelError(out, f"could not be written ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
