@@ -267,6 +267,44 @@ class RuleEditor:
         self.editor._at(self.graph, self.depth).prune.update(v for v in values if v)
 
 
+def _declared_clash(
+    graph: onnx.GraphProto, name: str, value: onnx.ValueInfoProto | None
+) -> str | None:
+    """Why VALUE cannot become the already-declared output NAME: another dtype, rank or
+    fixed dim (the checker would refuse the Identity between them, in its own words)."""
+    declared = next((vi for vi in graph.output if vi.name == name), None)
+    if declared is None or value is None:
+        return None
+    a, b = declared.type.tensor_type, value.type.tensor_type
+
+    def dims(t: onnx.TypeProto.Tensor) -> list[int | str]:
+        return [
+            d.dim_value
+            if d.HasField("dim_value")
+            else (d.dim_param if d.dim_param and not d.dim_param.startswith("unk__") else "?")
+            for d in t.shape.dim
+        ]
+
+    def text(ds: list[int | str]) -> str:
+        return "[" + ", ".join(map(str, ds)) + "]"
+
+    said = f"'{name}' is declared {text(dims(a))}"
+    if a.elem_type and b.elem_type and a.elem_type != b.elem_type:
+        return f"{said} of another dtype than the value's; pick a value of the declared dtype"
+    if not (a.HasField("shape") and b.HasField("shape")):
+        return None
+    da, db = dims(a), dims(b)
+    bad = len(da) != len(db) or any(
+        isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(da, db)
+    )
+    if bad:
+        return (
+            f"{said} but the value is {text(db)}; pick a value of that shape, or declare a new "
+            "output name (a new output takes the value's shape)"
+        )
+    return None
+
+
 def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
     """Make each graph output NAME the value VALUE (``repair --output NAME=VALUE``).
 
@@ -290,6 +328,9 @@ def redeclare_outputs(model: onnx.ModelProto, outputs: dict[str, str]) -> None:
             raise ValueError(f"--output {name}={value}: no value '{value}' in the graph")
         if name in produced:
             raise ValueError(f"--output {name}={value}: '{name}' is already produced by a node")
+        clash = _declared_clash(graph, name, inferred.get(value))
+        if clash:
+            raise ValueError(f"--output {name}={value}: {clash}")
         node = helper.make_node("Identity", [value], [name], name=namer(f"/onnxfix_output/{name}"))
         node.metadata_props.add(key=RULE_KEY, value="--output")
         graph.node.append(node)

@@ -170,3 +170,21 @@ def test_dead_nodes_pruned_and_verified(tmp_path: Path) -> None:
     res = api.repair(src, out, reference=src.with_suffix(".npz"))
     assert res.exit_code == 0
     assert not [n for n in onnx.load(str(out)).graph.node if n.name.startswith("/debug/")]
+
+
+def test_redeclaring_an_output_with_a_value_of_another_shape_says_what_is_needed(
+    cli, tmp_path: Path
+) -> None:
+    """Was: raw checker text ("Inferred shape and existing shape differ in dimension 2")."""
+    cut = FIXTURES / "truncated_graph/hubert_cut_after_layer0_op17.onnx"
+    res = cli(
+        "repair",
+        str(cut),
+        str(tmp_path / "o.onnx"),
+        "--output",
+        "x=/encoder/layers.0/Add_1_output_0",
+    )
+    assert res.returncode == 2 and not (tmp_path / "o.onnx").exists()
+    assert "'x' is declared [B, T, 48] but the value is [?, ?, 64]; pick a value of that shape" in (
+        res.stderr
+    )
