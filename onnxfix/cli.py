@@ -459,8 +459,27 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if fired_any else EXIT_OK
 
 
+def _needs_runtime(what: str) -> None:
+    """repair (verified) and check run models in onnxruntime, an extra since lint never
+    imports it: without it, one line saying how to get it (found without importing it: a
+    parent that imported it could no longer fork its probe processes cheaply)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise UsageError(
+            f'{what} runs the model in onnxruntime: pip install "onnxfix[runtime]" (or '
+            "onnxruntime)" + (", or pass --no-verify" if what == "repair" else "")
+        )
+
+
 def _check(args: argparse.Namespace) -> int:
     from onnxfix import report
+
+    _needs_runtime("check")
 
     cfg, select, ignore, contract = _options(args)
     dims = dict(cfg.dims)
@@ -599,13 +618,12 @@ def _lint_one(
         return None, exc.problem
 
 
-def _repair(args: argparse.Namespace) -> int:
-    from onnxfix import repairer, report
-    from onnxfix.io import ModelError
-
-    _cfg, select, ignore, contract = _options(args)
+def _repair_usage(args: argparse.Namespace) -> dict[str, str]:
+    """The usage errors of ``repair`` (before any work), and its ``--output`` pairs."""
     if args.output is None and not args.dry_run:
         raise UsageError("repair needs OUT (or --dry-run)")
+    if not args.dry_run and not args.no_verify:
+        _needs_runtime("repair")
     outputs = {}
     for spec in args.outputs or []:
         name, sep, value = spec.partition("=")
@@ -619,6 +637,15 @@ def _repair(args: argparse.Namespace) -> int:
             simplify.available()
         except simplify.SimplifyUnavailable as exc:
             raise UsageError(str(exc)) from None
+    return outputs
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from onnxfix import repairer, report
+    from onnxfix.io import ModelError
+
+    _cfg, select, ignore, contract = _options(args)
+    outputs = _repair_usage(args)
     import time
 
     started = time.perf_counter()

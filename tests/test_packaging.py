@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -69,3 +70,34 @@ def test_lint_does_not_import_onnxruntime_or_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_without_onnxruntime_lint_works_and_repair_says_how_to_get_it(tmp_path: Path) -> None:
+    """onnxruntime is the `runtime` extra: lint never imports it; repair and check say in
+    one line how to get it (a finder that hides it stands in for an install without it)."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'onnxruntime' or name.startswith('onnxruntime.'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, _Hide())\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(hide))
+    model = ROOT / "fixtures/where_broadcast/mask_rank1_op12.onnx"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "onnxfix", *args], capture_output=True, text=True, env=env
+        )
+
+    assert run("lint", str(model)).returncode == 1
+    for args in (("repair", str(model), str(tmp_path / "o.onnx")), ("check", str(model))):
+        res = run(*args)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert 'pip install "onnxfix[runtime]"' in res.stderr
+    res = run("repair", str(model), str(tmp_path / "o.onnx"), "--no-verify")
+    assert res.returncode == 0 and (tmp_path / "o.onnx").exists()
