@@ -419,15 +419,46 @@ def _stage_weights(
             continue
         if external_from is None:
             raise ModelError(out, "internal error: external data without a source folder")
-        from onnxfix import progress
-
-        size = (external_from / loc).stat().st_size
-        progress.phase(f"copying weights ({size / 2**20:.0f} MB)")
         tmp = _tmp_in(folder, ".data")
         tmp_data[loc] = tmp
-        shutil.copyfile(external_from / loc, tmp)
+        copy_bytes(external_from / loc, tmp)
         _relocate_external(model, loc, tmp.name)
     return locations
+
+
+#: bytes per copy call: the status line moves every 64 MB
+_CHUNK = 64 * 2**20
+
+
+def copy_bytes(src: Path, dst: Path) -> None:
+    """Copy a weights file byte for byte, saying how far it got (:mod:`onnxfix.progress`).
+
+    ``os.copy_file_range`` lets the kernel copy (and a filesystem with reflinks share the
+    blocks instead); where it is not offered, ``shutil.copyfile`` (sendfile) does it."""
+    from onnxfix import progress
+
+    total = src.stat().st_size
+    mb = total / 2**20
+    progress.phase(f"copying weights (0 of {mb:.0f} MB)")
+    if not hasattr(os, "copy_file_range"):
+        shutil.copyfile(src, dst)
+        return
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        done = 0
+        try:
+            while done < total:
+                n = os.copy_file_range(fin.fileno(), fout.fileno(), min(_CHUNK, total - done))
+                if n == 0:
+                    break
+                done += n
+                progress.phase(f"copying weights ({done / 2**20:.0f} of {mb:.0f} MB)")
+        except OSError:  # not supported between these files (EXDEV, EINVAL...): plain copy
+            fin.seek(done)
+            fout.seek(done)
+            shutil.copyfileobj(fin, fout, _CHUNK)
+            done = total
+    if done != total or dst.stat().st_size != total:
+        raise OSError(f"copied {done} of {total} bytes of {src.name}")
 
 
 def _externalize(model: onnx.ModelProto, data: Path, threshold: int = 1024) -> int:

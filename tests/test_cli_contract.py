@@ -238,7 +238,9 @@ def test_long_work_reports_its_phases(tmp_path: Path) -> None:
         res = api.repair(model, tmp_path / "out.onnx")
     assert res.written
     assert seen[:2] == ["reading the graph", "analysing and fixing"]
-    assert any(p.startswith("copying weights (") and p.endswith(" MB)") for p in seen)
+    copies = [p for p in seen if p.startswith("copying weights (")]
+    assert copies[0].startswith("copying weights (0 of ") and copies[0].endswith(" MB)")
+    assert copies[-1].split("(")[1].split(" of ")[0] == copies[-1].split(" of ")[1][:-4]
     assert seen.index("verifying: checker and strict shape inference") < seen.index(
         "verifying: onnxruntime load and 2 probe run(s)"
     )

@@ -144,3 +144,23 @@ def test_read_only_output_folder(tmp_path: Path, cli) -> None:
 def test_ir_version_stamped_models_load(tmp_path: Path) -> None:
     m = mask_where(["B", "T", 4], 2, 17)
     assert m.ir_version == IR
+
+
+def test_copy_bytes_is_exact_with_and_without_copy_file_range(tmp_path, monkeypatch) -> None:
+    import os as _os
+
+    from onnxfix import io as fio
+
+    src = tmp_path / "w.data"
+    blob = bytes(range(256)) * 5000 + b"tail"
+    src.write_bytes(blob)
+    monkeypatch.setattr(fio, "_CHUNK", 4096)  # many chunks
+    fio.copy_bytes(src, tmp_path / "a.data")
+    assert (tmp_path / "a.data").read_bytes() == blob
+
+    def refuse(*args, **kwargs):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(_os, "copy_file_range", refuse)
+    fio.copy_bytes(src, tmp_path / "b.data")
+    assert (tmp_path / "b.data").read_bytes() == blob
