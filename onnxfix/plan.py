@@ -23,7 +23,7 @@ import onnx
 from onnxfix.context import Context
 from onnxfix.shapes import Dim, Sym, evaluate, named, symbols
 from onnxfix.shapes.conditions import relations
-from onnxfix.shapes.propagate import input_dim_key
+from onnxfix.shapes.propagate import dynamic_input_dims
 
 #: no input dim is planned above this
 MAX_VALUE = 1 << 20
@@ -53,15 +53,8 @@ class Plan:
 def batch_like(model: onnx.ModelProto, syms: Sequence[str]) -> set[str]:
     """Symbols that only ever appear as the leading axis of inputs, one of rank >= 2 at least."""
     where: dict[str, set[tuple[int, int]]] = {}
-    init = {t.name for t in model.graph.initializer}
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        dims = vi.type.tensor_type.shape.dim
-        for i, d in enumerate(dims):
-            key = input_dim_key(vi.name, i, d)
-            if key is not None:
-                where.setdefault(key, set()).add((i, len(dims)))
+    for key, vi, axis in dynamic_input_dims(model):
+        where.setdefault(key, set()).add((axis, len(vi.type.tensor_type.shape.dim)))
     return {
         s
         for s in syms

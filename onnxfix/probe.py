@@ -15,7 +15,7 @@ import onnx
 
 from onnxfix.roles import Role
 from onnxfix.roles import infer as infer_roles
-from onnxfix.shapes.propagate import input_dim_key
+from onnxfix.shapes.propagate import dynamic_input_dims, input_dim_key
 
 
 class ProbeError(Exception):
@@ -28,16 +28,7 @@ MAX_PROBE_ELEMENTS = 50_000_000
 
 def input_symbols(model: onnx.ModelProto) -> list[str]:
     """Dynamic dims of the graph inputs, in order of first appearance."""
-    init = {t.name for t in model.graph.initializer}
-    syms: list[str] = []
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            key = input_dim_key(vi.name, i, d)
-            if key is not None and key not in syms:
-                syms.append(key)
-    return syms
+    return list(dict.fromkeys(key for key, _vi, _axis in dynamic_input_dims(model)))
 
 
 _NP = {

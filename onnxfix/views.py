@@ -19,22 +19,16 @@ from onnxfix.context import Context
 from onnxfix.contracts import dtype_name
 from onnxfix.findings import Finding
 from onnxfix.shapes import Sym
-from onnxfix.shapes.propagate import input_dim_key
+from onnxfix.shapes.propagate import dynamic_input_dims
 
 # --- shapes -----------------------------------------------------------------------------------
 
 
 def _symbols(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Each named input dim and the input axes that carry it."""
-    init = {t.name for t in model.graph.initializer}
     out: dict[str, list[str]] = {}
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            name = input_dim_key(vi.name, axis, d)
-            if name is not None:
-                out.setdefault(name, []).append(f"'{vi.name}' axis {axis}")
+    for name, vi, axis in dynamic_input_dims(model):
+        out.setdefault(name, []).append(f"'{vi.name}' axis {axis}")
     return out
 
 

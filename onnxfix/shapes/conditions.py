@@ -28,7 +28,7 @@ import onnx
 from onnxfix.shapes.broadcast import aligned
 from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate_array, symbols
 from onnxfix.shapes.ops import BROADCAST_OPS
-from onnxfix.shapes.propagate import input_dim_key
+from onnxfix.shapes.propagate import dynamic_input_dims
 
 if TYPE_CHECKING:
     from onnxfix.context import Context, GraphCtx
@@ -367,16 +367,7 @@ def collect(ctx: Context) -> list[Condition]:
 
 def input_dims(model: onnx.ModelProto) -> set[str]:
     """The names of the model's dynamic input dims (``input:axis`` when unnamed)."""
-    init = {t.name for t in model.graph.initializer}
-    out = set()
-    for vi in model.graph.input:
-        if vi.name in init:
-            continue
-        for i, d in enumerate(vi.type.tensor_type.shape.dim):
-            key = input_dim_key(vi.name, i, d)
-            if key is not None:
-                out.add(key)
-    return out
+    return {key for key, _vi, _axis in dynamic_input_dims(model)}
 
 
 def relations(ctx: Context, skip: set[int] | None = None) -> list[tuple[str, Dim]]:

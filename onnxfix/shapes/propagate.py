@@ -21,7 +21,7 @@ there is none, the outputs fall back to what ONNX shape inference said.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -71,6 +71,19 @@ def input_dim_key(input_name: str, axis: int, d: onnx.TensorShapeProto.Dimension
     if d.HasField("dim_value") and d.dim_value >= 0:
         return None
     return d.dim_param or f"{input_name}:{axis}"
+
+
+def dynamic_input_dims(model: onnx.ModelProto) -> Iterator[tuple[str, onnx.ValueInfoProto, int]]:
+    """(symbol, input, axis) for every dynamic dim of the model's inputs, initializers
+    excluded, in graph order: the one walk behind probes, plans, conditions and views."""
+    init = {t.name for t in model.graph.initializer}
+    for vi in model.graph.input:
+        if vi.name in init:
+            continue
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            key = input_dim_key(vi.name, axis, d)
+            if key is not None:
+                yield key, vi, axis
 
 
 class Propagator:
