@@ -16,9 +16,7 @@ an input, or after folding something they got wrong.  Two checks settle it:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import onnx
@@ -75,31 +73,15 @@ def interface(original: onnx.ModelProto, candidate: onnx.ModelProto) -> tuple[li
     return problems, notes
 
 
-def session(path: str, providers: Sequence[str], model: onnx.ModelProto | None = None) -> Any:
-    """A session on ``path``, or on ``model`` (an edited copy of it) whose external data
-    stays in ``path``'s folder: nothing is written next to the user's files."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    if model is None:
-        return ort.InferenceSession(path, opts, providers=list(providers))
-    opts.add_session_config_entry(
-        "session.model_external_initializers_file_folder_path",
-        os.path.dirname(os.path.abspath(path)),
-    )
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=list(providers))
-
-
-def _exposed(path: str, names: Sequence[str]) -> onnx.ModelProto:
-    """The model with ``names`` (typed intermediate values) added as graph outputs."""
-    m = onnx.load(path, load_external_data=False)
-    have = {o.name for o in m.graph.output}
-    types = _value_types(m)
+def _exposed(m: onnx.ModelProto, types: dict[str, int], names: Sequence[str]) -> onnx.ModelProto:
+    """A copy of ``m`` with ``names`` (typed intermediate values) added as graph outputs."""
+    out = onnx.ModelProto()
+    out.CopyFrom(m)
+    have = {o.name for o in out.graph.output}
     for name in names:
         if name not in have:
-            m.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
-    return m
+            out.graph.output.append(onnx.helper.make_tensor_value_info(name, types[name], None))
+    return out
 
 
 def _value_types(m: onnx.ModelProto) -> dict[str, int]:
@@ -129,6 +111,7 @@ def first_difference(
 ) -> str | None:
     """The first value, in ``path``'s graph order, that both models compute under the same
     name and that differs; None when no shared value differs (or none is shared)."""
+    from onnxfix.runner import session
     from onnxfix.verify import VerificationError, compare
 
     a = onnx.load(path, load_external_data=False)
@@ -146,8 +129,8 @@ def first_difference(
     if not order:
         return None
     try:
-        sa = session(path, providers, _exposed(path, order))
-        sb = session(other, providers, _exposed(other, order))
+        sa = session(path, providers, _exposed(a, ta, order))
+        sb = session(other, providers, _exposed(b, tb, order))
         got = dict(zip(order, sa.run(order, feeds)))
         want = dict(zip(order, sb.run(order, feeds)))
     except Exception as exc:  # a model that will not expose its values: say so, do not fail

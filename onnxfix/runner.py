@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -263,7 +263,9 @@ def _child(job: Job, conn: Any) -> None:
         conn.close()
 
 
-def session(path: str, providers: tuple[str, ...]) -> Any:
+def session(path: str, providers: Sequence[str], model: Any = None) -> Any:
+    """A session on ``path``, or on ``model`` (an edited copy of it, a ModelProto) whose
+    external data stays in ``path``'s folder: nothing is written next to the user's files."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -275,7 +277,13 @@ def session(path: str, providers: tuple[str, ...]) -> Any:
         )
     opts = ort.SessionOptions()
     opts.log_severity_level = 4
-    return ort.InferenceSession(path, opts, providers=list(providers))
+    if model is None:
+        return ort.InferenceSession(path, opts, providers=list(providers))
+    opts.add_session_config_entry(
+        "session.model_external_initializers_file_folder_path",
+        os.path.dirname(os.path.abspath(path)),
+    )
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=list(providers))
 
 
 def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
@@ -295,14 +303,8 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
     other_error = None
     if job.compare_with is not None:
         try:
-            if job.compare_model is not None:
-                from onnxfix import parity
-
-                other = parity.session(
-                    job.compare_with, job.providers, onnx.load_from_string(job.compare_model)
-                )
-            else:
-                other = session(job.compare_with, job.providers)
+            in_memory = onnx.load_from_string(job.compare_model) if job.compare_model else None
+            other = session(job.compare_with, job.providers, in_memory)
         except Exception as exc:
             other_error = _first_line(exc)
     model = onnx.load(job.model, load_external_data=False)
