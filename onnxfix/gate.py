@@ -265,12 +265,10 @@ def check(
         tolerance=tolerance,
         bisect=compare_with is not None,
     )
-    limits = runner.Limits.for_model(runner.weights_bytes(str(loaded.path), loaded.external_files))
+    weights = runner.weights_bytes(str(loaded.path), loaded.external_files)
     if compare_with is not None:  # two sessions live in the child
-        both = runner.weights_bytes(compare_with, original.external_files)
-        limits = runner.Limits.for_model(
-            runner.weights_bytes(str(loaded.path), loaded.external_files) + both
-        )
+        weights += runner.weights_bytes(compare_with, original.external_files)
+    limits = runner.Limits.for_model(weights)
     progress.phase(f"{os.path.basename(str(path))}: onnxruntime load and {len(runs)} run(s)")
     outcomes = runner.execute(job, limits)
     roles = infer_roles(model)

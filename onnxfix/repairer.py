@@ -201,7 +201,9 @@ def _write(
         simple = simplifier.simplify(model, loaded)
         if simple.model is not None:
             unsimplified = model.SerializeToString()
-            weights = sum(f.stat().st_size for f in loaded.external_files)
+            from onnxfix.runner import weights_bytes
+
+            weights = weights_bytes(str(loaded.path), loaded.external_files)
 
             def parity(tmp: Path, rep: verify.Report) -> None:
                 verify.against(
@@ -211,7 +213,7 @@ def _write(
                     ctx=run.ctx,
                     fixed=_fixed(run),
                     report=rep,
-                    weights=weights + os.path.getsize(tmp),
+                    weights=weights,
                 )
 
             try:

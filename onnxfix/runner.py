@@ -342,15 +342,14 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
                     theirs = dict(zip(names, other.run(names, feeds)))
                 except Exception as exc:
                     out.other_error = _first_line(exc)
-            worst = 0.0
-            for expected in (want, theirs):  # stored outputs, then the other model's
-                if expected is not None:
-                    d = verify.compare(got, expected, job.skip_outputs, atol, rtol)
-                    worst = max(worst, d)
-                    out.compared = True
-                    out.compared_other = expected is theirs
-            if out.compared:
-                out.max_abs_diff = worst
+            diffs = [  # stored outputs, then the other model's
+                verify.compare(got, expected, job.skip_outputs, atol, rtol)
+                for expected in (want, theirs)
+                if expected is not None
+            ]
+            if diffs:
+                out.max_abs_diff, out.compared = max(diffs), True
+            out.compared_other = theirs is not None
         except verify.VerificationError as exc:
             out = Outcome(run, False, "compare", exc.detail, setting)
             if job.bisect and job.compare_with is not None and exc.step == "compare":

@@ -216,12 +216,15 @@ def verify(
     """
     rep = report or Report()
     try:
-        _verify(
+        cand = _static(candidate_path, original, changed_outputs, rep)
+        if not probe:
+            rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
+            return rep
+        _probe(
             original_path,
-            original,
+            cand,
             candidate_path,
             reference,
-            probe,
             rep,
             original_wrong,
             changed_outputs,
@@ -231,29 +234,26 @@ def verify(
         )
     except VerificationError as exc:
         try:
-            cand: onnx.ModelProto | None = onnx.load(str(candidate_path), load_external_data=False)
+            loaded: onnx.ModelProto | None = onnx.load(
+                str(candidate_path), load_external_data=False
+            )
         except Exception:  # the failure itself is the news; a cause is a bonus
-            cand = None
-        exc = exc.explained(cand)
+            loaded = None
+        exc = exc.explained(loaded)
         if exc.cause is not None and exc.cause == diagnose.structural_cause(original):
             exc.cause += " (so does the input model: no fix here removes it)"
         raise exc from None
     return rep
 
 
-def _verify(
-    original_path: Path | None,
-    original: onnx.ModelProto,
+def _static(
     candidate_path: Path,
-    reference: Path | None,
-    probe: bool,
-    rep: Report,
-    original_wrong: str | None,
+    original: onnx.ModelProto,
     changed_outputs: frozenset[str],
-    ctx: Any,
-    fixed: Sequence[Fixed],
-    external_files: Sequence[Path],
-) -> None:
+    rep: Report,
+) -> onnx.ModelProto:
+    """The checks that run nothing: checker, strict inference, interface; the candidate's
+    graph (without weights) for the probes."""
     progress.phase("verifying: checker and strict shape inference")
     cand = onnx.load(str(candidate_path), load_external_data=False)
     # full_check is the checker plus strict inference, which aborts the process on a
@@ -283,21 +283,15 @@ def _verify(
             else ""
         ),
     )
-    if not probe:
-        rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
-        return
-    _probe(
-        original_path,
-        cand,
-        candidate_path,
-        reference,
-        rep,
-        original_wrong,
-        changed_outputs,
-        ctx,
-        fixed,
-        external_files,
-    )
+    return cand
+
+
+def _planned(ctx: Any, cand: onnx.ModelProto, fixed: Sequence[Fixed]) -> planner.Plan:
+    """Probe settings for the candidate, focused on the dims its fixed nodes are about (one
+    empty setting without an analysis)."""
+    if ctx is None:
+        return planner.Plan([planner.Setting({})])
+    return planner.plan(ctx, input_symbols(cand), focus=[d for f in fixed for d in f.dims])
 
 
 def _runs(
@@ -330,13 +324,7 @@ def _probe(
     fixed: Sequence[Fixed],
     external_files: Sequence[Path],
 ) -> None:
-    symbols = input_symbols(cand)
-    focus = [d for f in fixed for d in f.dims]
-    planned = (
-        planner.plan(ctx, symbols, focus=focus)
-        if ctx is not None
-        else planner.Plan([planner.Setting({})])
-    )
+    planned = _planned(ctx, cand, fixed)
     runs, by_reference = _runs(cand, reference, planned.settings)
     progress.phase(f"verifying: onnxruntime load and {len(runs)} probe run(s)")
     trusted = original_path is not None and original_wrong is None
@@ -423,13 +411,7 @@ def against(
     optimizer tolerance (:data:`onnxfix.parity.DEFAULT_RTOL`)."""
     from onnxfix.parity import DEFAULT_RTOL
 
-    cand = onnx.load(str(candidate_path), load_external_data=False)
-    focus = [d for f in fixed for d in f.dims]
-    planned = (
-        planner.plan(ctx, input_symbols(cand), focus=focus)
-        if ctx is not None
-        else planner.Plan([planner.Setting({})])
-    )
+    planned = _planned(ctx, onnx.load(str(candidate_path), load_external_data=False), fixed)
     progress.phase("comparing with the model before simplification")
     job = runner.Job(
         str(candidate_path),
