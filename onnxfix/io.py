@@ -185,12 +185,15 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     return LoadedModel(path=p, model=model, external_files=external)
 
 
-def _negative_dims(g: onnx.GraphProto) -> Iterator[onnx.TensorShapeProto.Dimension]:
-    """Every declared dim with a negative value, in ``g`` and its subgraphs."""
+def _negative_dims(
+    g: onnx.GraphProto,
+) -> Iterator[tuple[onnx.ValueInfoProto, int, onnx.TensorShapeProto.Dimension]]:
+    """(value, axis, dim) of every declared dim with a negative value, in ``g`` and its
+    subgraphs."""
     for vi in (*g.input, *g.output, *g.value_info):
-        for d in vi.type.tensor_type.shape.dim:
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
             if d.HasField("dim_value") and d.dim_value < 0:
-                yield d
+                yield vi, axis, d
     for n in g.node:
         for a in n.attribute:
             for sub in [a.g] if a.HasField("g") else list(a.graphs):
@@ -210,7 +213,7 @@ def inference_safe(model: onnx.ModelProto) -> onnx.ModelProto:
         return model
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    for d in _negative_dims(copy.graph):
+    for _vi, _axis, d in _negative_dims(copy.graph):
         d.Clear()
     return copy
 
@@ -219,16 +222,9 @@ def _negative_dim(g: onnx.GraphProto) -> str | None:
     """A declared dim below -1: invalid ONNX, and ONNX's own shape inference aborts the
     whole process on it (a failed C++ assertion in onnx 1.23), so it is refused before
     any analysis.  (-1 is what Paddle2ONNX writes for a dynamic dim: kept.)"""
-    for vi in (*g.input, *g.output, *g.value_info):
-        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
-            if d.HasField("dim_value") and d.dim_value < -1:
-                return f"'{vi.name}' declares dim {d.dim_value} at axis {axis} (negative)"
-    for n in g.node:
-        for a in n.attribute:
-            for sub in [a.g] if a.HasField("g") else list(a.graphs):
-                found = _negative_dim(sub)
-                if found:
-                    return found
+    for vi, axis, d in _negative_dims(g):
+        if d.dim_value < -1:
+            return f"'{vi.name}' declares dim {d.dim_value} at axis {axis} (negative)"
     return None
 
 
