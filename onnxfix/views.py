@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import onnx
@@ -136,29 +137,30 @@ def node_line(n: onnx.NodeProto) -> str:
 def node_diff(before: onnx.ModelProto, after: onnx.ModelProto) -> list[str]:
     """Lines ``- node`` / ``+ node`` (main graph, graph order) and output declarations that
     changed; a node whose subgraph changed shows as removed and added."""
-    key = lambda n: n.SerializeToString(deterministic=True)  # noqa: E731
-    left = Counter(key(n) for n in after.graph.node)
-    removed = []
-    for n in before.graph.node:
-        k = key(n)
-        if left[k]:
-            left[k] -= 1
-        else:
-            removed.append(f"- {node_line(n)}")
-    right = Counter(key(n) for n in before.graph.node)
-    added = []
-    for n in after.graph.node:
-        k = key(n)
-        if right[k]:
-            right[k] -= 1
-        else:
-            added.append(f"+ {node_line(n)}")
+    removed = [f"- {node_line(n)}" for n in _only_in(before.graph.node, after.graph.node)]
+    added = [f"+ {node_line(n)}" for n in _only_in(after.graph.node, before.graph.node)]
     outs_a = [o.name for o in before.graph.output]
     outs_b = [o.name for o in after.graph.output]
     lines = removed + added
     lines += [f"- output {o}" for o in outs_a if o not in outs_b]
     lines += [f"+ output {o}" for o in outs_b if o not in outs_a]
     return lines
+
+
+def _only_in(
+    these: Iterable[onnx.NodeProto], others: Iterable[onnx.NodeProto]
+) -> list[onnx.NodeProto]:
+    """The nodes of ``these`` (in order) that ``others`` lacks, counting repeats."""
+    key = lambda n: n.SerializeToString(deterministic=True)  # noqa: E731
+    left = Counter(key(n) for n in others)
+    out = []
+    for n in these:
+        k = key(n)
+        if left[k]:
+            left[k] -= 1
+        else:
+            out.append(n)
+    return out
 
 
 def op_counts(before: onnx.ModelProto, after: onnx.ModelProto) -> str:
