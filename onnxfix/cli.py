@@ -798,17 +798,13 @@ def _report_to(path: str | None) -> Iterator[None]:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh, contextlib.redirect_stdout(fh):
             yield
-        os.chmod(tmp, 0o666 & ~_umask())
+        from onnxfix.io import new_file_mode
+
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _terminate(signum: int, frame: object) -> None:

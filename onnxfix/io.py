@@ -316,9 +316,14 @@ def _final_mode(out: Path) -> int:
     try:
         return stat.S_IMODE(os.stat(out).st_mode)
     except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+        return new_file_mode()
+
+
+def new_file_mode() -> int:
+    """The mode ``open`` gives a new file under the current umask (0644 under 022)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def write_atomic(
