@@ -21,7 +21,7 @@ there is none, the outputs fall back to what ONNX shape inference said.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -242,7 +242,13 @@ class Propagator:
 
     # -- the pass ----------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(
+        self,
+        rows: Iterable[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...]]] | None = None,
+    ) -> None:
+        """One pass in graph order.  ``rows`` are (node, inputs, outputs) already read from
+        the protobuf (the context reads them once for everything); by default they are read
+        here."""
         from onnxfix.shapes.ops import HANDLERS, unknown
 
         g = self.graph
@@ -263,17 +269,16 @@ class Propagator:
             self.stored[init.name] = init
             if len(init.dims) <= 1 and math.prod(init.dims) <= MAX_VALUE:
                 self.const(init.name)  # small 1-D ints are shape values (Reshape targets)
-        for node in g.node:
-            for o in node.output:
-                self.producers[o] = node
-            if node.output and all(o in self.seeded for o in node.output):
+        if rows is None:
+            rows = ((n, tuple(n.input), tuple(n.output)) for n in g.node)
+        producers, seeded, shape = self.producers, self.seeded, self.shape
+        for node, ins, outs in rows:
+            for o in outs:
+                producers[o] = node
+            if seeded and outs and all(o in seeded for o in outs):
                 continue
-            ins = list(node.input)
             call = OpCall(
-                node,
-                ins,
-                [self.shape(i) if i else None for i in ins],
-                node.output[0] if node.output else "",
+                node, list(ins), [shape(i) if i else None for i in ins], outs[0] if outs else ""
             )
             handler: Callable[[Propagator, OpCall], None] = (
                 HANDLERS.get(node.op_type, unknown) if node.domain in ("", "ai.onnx") else unknown

@@ -6,7 +6,6 @@ from collections.abc import Iterable, Iterator
 
 import onnx
 
-from onnxfix import edit
 from onnxfix.context import Context, GraphCtx
 
 FAMILY = "truncated-graph"
@@ -19,11 +18,11 @@ def docs(what: str, why: str, example: str, safety: str) -> str:
     )
 
 
-def defined(graph: onnx.GraphProto, outer: set[str]) -> set[str]:
+def defined(g: GraphCtx, outer: set[str]) -> set[str]:
     names = set(outer)
-    names.update(vi.name for vi in graph.input)
-    names.update(t.name for t in graph.initializer)
-    names.update(o for n in graph.node for o in n.output if o)
+    names.update(vi.name for vi in g.graph.input)
+    names.update(t.name for t in g.graph.initializer)
+    names.update(g.producers)
     return names
 
 
@@ -32,7 +31,7 @@ def walk(ctx: Context) -> Iterator[tuple[GraphCtx, set[str]]]:
     visible: dict[int, set[str]] = {}
     for g in ctx.graphs:  # parents come before children
         outer = visible[id(g.parent)] if g.parent is not None else set()
-        visible[id(g)] = defined(g.graph, outer)
+        visible[id(g)] = defined(g, outer)
         yield g, visible[id(g)]
 
 
@@ -49,15 +48,17 @@ def nearest(name: str, names: Iterable[str]) -> str | None:
     return best if score >= 3 else None
 
 
-def dead_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
-    live = {o.name for o in graph.output}
-    for n in graph.node:  # outer-scope reads from subgraphs keep values alive
-        for a in n.attribute:
-            for sub in [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs):
-                live |= edit.used_names(sub)
-    alive: set[int] = set()
-    for n in reversed(graph.node):
-        if any(o in live for o in n.output if o):
-            alive.add(id(n))
-            live.update(i for i in n.input if i)
-    return [n for n in graph.node if id(n) not in alive]
+def dead_nodes(ctx: Context, g: GraphCtx) -> list[onnx.NodeProto]:
+    """The nodes of ``g`` whose outputs reach no graph output (nor a subgraph's read)."""
+    live = {o.name for o in g.graph.output}
+    depth = g.depth
+    for sub in ctx.graphs:  # outer-scope reads from subgraphs (at any depth) keep values alive
+        if sub.depth > depth and sub.route[:depth] == g.route:
+            live.update(sub.consumers)
+            live.update(o.name for o in sub.graph.output)
+    alive = [False] * len(g.nodes)
+    for k in range(len(g.nodes) - 1, -1, -1):
+        if any(o in live for o in g.outs[k] if o):
+            alive[k] = True
+            live.update(i for i in g.ins[k] if i)
+    return [n for n, keep in zip(g.nodes, alive) if not keep]

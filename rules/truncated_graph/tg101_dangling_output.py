@@ -37,7 +37,7 @@ class DanglingOutput(Rule[DropOutput]):
             for vi in g.graph.output:
                 if vi.name in visible:
                     continue
-                near = nearest(vi.name, [o for n in g.graph.node for o in n.output if o])
+                near = nearest(vi.name, list(g.producers))
                 hint = (
                     f"; nearest surviving value: '{near}' (produced by "
                     f"{g.producers[near].name or g.producers[near].op_type})"

@@ -25,8 +25,10 @@ class UndefinedInput(Rule[None]):
 
     def detect(self, ctx: Context) -> Iterator[Detection]:
         for g, visible in walk(ctx):
-            for node in g.graph.node:
-                for inp in node.input:
+            if visible.issuperset(g.consumers):
+                continue  # every name read is defined: no node to look at
+            for node, ins in zip(g.nodes, g.ins):
+                for inp in ins:
                     if not inp or inp in visible:
                         continue
                     near = nearest(inp, visible)

@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import onnx
-
 from onnxfix.context import Context, GraphCtx
 from onnxfix.findings import Severity
 from onnxfix.rule import Case, Detection, Rule
@@ -28,11 +26,9 @@ def _depends_on_inputs(g: GraphCtx, name: str, inputs: set[str], memo: dict[str,
         p = g.producer(v)
         if p is None:
             continue
-        stack.extend(i for i in p.input if i)
-        for a in p.attribute:  # a subgraph may read graph inputs from the outer scope
-            subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)
-            for sub in subs:
-                stack.extend(i for n in sub.node for i in n.input if i)
+        stack.extend(i for i in g.inputs_of(p) if i)
+        for sub in g.subgraphs(p):  # a subgraph may read graph inputs from the outer scope
+            stack.extend(i for n in sub.node for i in n.input if i)
     for v in order:
         memo[v] = False
     return False

@@ -31,7 +31,7 @@ class DeadNodes(Rule[Prune]):
 
     def detect(self, ctx: Context) -> Iterator[Detection]:
         for g in ctx.graphs:
-            dead = dead_nodes(g.graph)
+            dead = dead_nodes(ctx, g)
             if not dead:
                 continue
             names = [n.name or n.op_type for n in dead]

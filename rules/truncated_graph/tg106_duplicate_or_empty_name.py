@@ -42,8 +42,8 @@ class DuplicateOrEmptyName(Rule[None]):
             for vi in g.graph.output:
                 if not vi.name:
                     problems.append(("", "a graph output has an empty name"))
-            for n in g.graph.node:
-                for o in n.output:
+            for n, outs in zip(g.nodes, g.outs):
+                for o in outs:
                     if not o:
                         continue
                     if o in seen:

@@ -54,8 +54,8 @@ class NodeOrder(Rule[None]):
             defined = (
                 outer | {vi.name for vi in g.graph.input} | {t.name for t in g.graph.initializer}
             )
-            for node in g.graph.node:
-                for value in node.input:
+            for node, ins, outs in zip(g.nodes, g.ins, g.outs):
+                for value in ins:
                     if not value or value in defined or value not in g.producers:
                         continue
                     producer = g.producers[value]
@@ -75,7 +75,7 @@ class NodeOrder(Rule[None]):
                         label=node.name or f"<{node.op_type}>",
                         inputs=[value],
                     )
-                defined.update(o for o in node.output if o)
+                defined.update(outs)
 
     valid = (
         Case(
