@@ -31,13 +31,18 @@ import numpy as np
 INT_MAX = 2**62
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Sym:
     """A non-concrete dimension; ``kind`` is ``sym``, ``unk`` or an operator."""
 
     kind: str
     #: operands (dims, ints, or op parameters such as a conv's stride)
     args: tuple[Any, ...]
+
+    def __repr__(self) -> str:
+        # what dataclass would write, without its recursion guard: normal forms sort their
+        # terms by this text, and the guard made it a tenth of a 100k-node lint
+        return f"Sym(kind={self.kind!r}, args={self.args!r})"
 
     def __str__(self) -> str:
         k, a = self.kind, self.args
@@ -114,6 +119,12 @@ def _terms(d: Dim) -> tuple[Dim, ...]:
     return d.args if isinstance(d, Sym) and d.kind == "add" else (d,)
 
 
+#: the same sums and products recur at every layer of a model (a Reshape's element count
+#: is ``B*T*768`` in each block), so the normal forms are memoised (they are pure)
+_MEMO = 1 << 16
+
+
+@functools.lru_cache(maxsize=_MEMO, typed=True)
 def d_add(a: Dim, b: Dim) -> Dim:
     if isinstance(a, int) and isinstance(b, int):
         return a + b
@@ -144,6 +155,7 @@ def d_sub(a: Dim, b: Dim) -> Dim:
     return d_add(a, d_mul(-1, b))
 
 
+@functools.lru_cache(maxsize=_MEMO, typed=True)
 def d_mul(a: Dim, b: Dim) -> Dim:  # noqa: C901 - the normal form of a product
     if isinstance(a, int) and isinstance(b, int):
         return a * b
@@ -198,6 +210,11 @@ def _factors(d: Dim) -> tuple[int, list[Dim]]:
 
 
 def d_prod(dims: Sequence[Dim]) -> Dim:
+    return _prod(tuple(dims))
+
+
+@functools.lru_cache(maxsize=_MEMO, typed=True)
+def _prod(dims: tuple[Dim, ...]) -> Dim:
     out: Dim = 1
     for d in dims:
         out = d_mul(out, d)
