@@ -81,6 +81,10 @@ def _varies(d: Sym) -> bool:
     return any(isinstance(x, Sym) and _varies(x) for x in d.args)
 
 
+#: the same sums and products recur at every layer of a model (a Reshape's element count
+#: is ``B*T*768`` in each block), so the normal forms are memoised (they are pure)
+_MEMO = 1 << 16
+
 _fresh = itertools.count()
 
 
@@ -89,6 +93,7 @@ def fresh(hint: str = "") -> Sym:
     return Sym("unk", (next(_fresh), hint))
 
 
+@functools.lru_cache(maxsize=_MEMO)
 def named(name: str) -> Sym:
     return Sym("sym", (name,))
 
@@ -117,11 +122,6 @@ def fmt_shape(shape: Sequence[Dim] | None, aliases: Mapping[Sym, str] | None = N
 
 def _terms(d: Dim) -> tuple[Dim, ...]:
     return d.args if isinstance(d, Sym) and d.kind == "add" else (d,)
-
-
-#: the same sums and products recur at every layer of a model (a Reshape's element count
-#: is ``B*T*768`` in each block), so the normal forms are memoised (they are pure)
-_MEMO = 1 << 16
 
 
 @functools.lru_cache(maxsize=_MEMO, typed=True)

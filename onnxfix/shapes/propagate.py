@@ -211,15 +211,22 @@ class Propagator:
         if not name:
             return
         vi = self.inferred.get(name)
-        if vi is not None:
-            ref = self.from_type(vi.type, "=" + name)
-            if ref is not None:
-                if shape is None or len(shape) != len(ref):
-                    shape = ref
-                else:  # refine unknowns with what ONNX knows for sure
-                    shape = tuple(_refine(s, r) for s, r in zip(shape, ref))
-            if not dtype and vi.type.HasField("tensor_type"):
-                dtype = vi.type.tensor_type.elem_type
+        if vi is not None and vi.type.HasField("tensor_type"):
+            tt = vi.type.tensor_type
+            if not dtype:
+                dtype = tt.elem_type
+            # ONNX's answer is read only where it can change ours: a missing shape, another
+            # rank, or a dim we do not know (converting every inferred type was a fifth of
+            # a 100k-node analysis)
+            if tt.HasField("shape") and (
+                shape is None or len(shape) != len(tt.shape.dim) or not _settled(shape)
+            ):
+                ref = self.from_type(vi.type, "=" + name)
+                if ref is not None:
+                    if shape is None or len(shape) != len(ref):
+                        shape = ref
+                    else:  # refine unknowns with what ONNX knows for sure
+                        shape = tuple(_refine(s, r) for s, r in zip(shape, ref))
         self.shapes[name] = shape
         if dtype:
             self.dtypes[name] = dtype
@@ -330,6 +337,11 @@ def tensor_value(t: onnx.TensorProto) -> np.ndarray | None:
         return numpy_helper.to_array(t)
     except Exception:
         return None
+
+
+def _settled(shape: Shape) -> bool:
+    """Whether no dim of ``shape`` can be refined by ONNX's (see :func:`_refine`)."""
+    return all(isinstance(d, int) or d.varies for d in shape)
 
 
 def _refine(mine: Dim, onnx_dim: Dim) -> Dim:
