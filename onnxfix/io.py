@@ -85,49 +85,34 @@ def _check_regular_input(path: Path) -> None:
         raise ModelError(path, "cannot be read (permission denied)")
 
 
-def validate_external_data(model: onnx.ModelProto, model_path: Path) -> list[Path]:  # noqa: C901 - one refusal per unsafe external-data case
+def validate_external_data(
+    model: onnx.ModelProto,
+    model_path: Path,
+    tensors: list[onnx.TensorProto] | None = None,
+) -> list[Path]:
     """Check every external-data reference and return the files they name.
 
     A location must be relative, stay inside the model's folder once links are
     resolved, name a regular file with a single hard link, and the declared
     offset/length must lie inside it.  Only ``stat`` is used: no weight bytes
-    are read here.
+    are read here.  Each distinct location is resolved and stat'ed once (a model
+    names one file from hundreds of tensors).  ``tensors``: the model's tensors with
+    external data, when a walk already found them.
     """
     base = model_path.resolve().parent
     files: dict[Path, int] = {}
-    for tensor in iter_tensors(model.graph):
-        if tensor.data_location != onnx.TensorProto.EXTERNAL:
-            continue
+    sizes: dict[str, tuple[Path, int]] = {}  # location -> (resolved file, size)
+    if tensors is None:
+        tensors = [
+            t for t in iter_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL
+        ]
+    for tensor in tensors:
         info = _external_info(tensor)
         loc = info.get("location", "")
         where = f"external data of tensor '{tensor.name}'"
-        if not loc:
-            raise ModelError(model_path, f"{where} has no location")
-        if "\x00" in loc:  # no file system takes it; os calls would raise ValueError
-            raise ModelError(model_path, f"{where} has a location with a NUL byte (refused)")
-        if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
-            raise ModelError(model_path, f"{where} uses an absolute location '{loc}' (refused)")
-        parts = Path(loc.replace("\\", "/")).parts
-        if ".." in parts:
-            raise ModelError(
-                model_path, f"{where} points outside the model folder '{loc}' (refused)"
-            )
-        target = base / loc
-        try:
-            resolved = target.resolve(strict=True)
-        except (FileNotFoundError, RuntimeError):
-            raise ModelError(model_path, f"{where}: file '{loc}' not found") from None
-        if base != resolved.parent and base not in resolved.parents:
-            raise ModelError(
-                model_path, f"{where}: '{loc}' resolves outside the model folder (refused)"
-            )
-        if target.is_symlink():
-            raise ModelError(model_path, f"{where}: '{loc}' is a symbolic link (refused)")
-        st = os.stat(resolved)
-        if not stat.S_ISREG(st.st_mode):
-            raise ModelError(model_path, f"{where}: '{loc}' is not a regular file")
-        if st.st_nlink > 1:
-            raise ModelError(model_path, f"{where}: '{loc}' has several hard links (refused)")
+        if loc not in sizes:
+            sizes[loc] = _external_file(model_path, base, loc, where)
+        resolved, size = sizes[loc]
         try:
             offset = int(info.get("offset", "0") or 0)
             length = int(info["length"]) if info.get("length") else None
@@ -136,14 +121,44 @@ def validate_external_data(model: onnx.ModelProto, model_path: Path) -> list[Pat
         if offset < 0 or (length is not None and length < 0):
             raise ModelError(model_path, f"{where}: negative offset or length")
         end = offset + (length or 0)
-        if offset > st.st_size or end > st.st_size:
+        if offset > size or end > size:
             raise ModelError(
                 model_path,
                 f"{where}: offset/length ({offset}+{length}) past the end of '{loc}' "
-                f"({st.st_size} bytes)",
+                f"({size} bytes)",
             )
-        files[resolved] = st.st_size
+        files[resolved] = size
     return sorted(files)
+
+
+def _external_file(model_path: Path, base: Path, loc: str, where: str) -> tuple[Path, int]:
+    """The file an external-data location names, resolved and checked, and its size."""
+    if not loc:
+        raise ModelError(model_path, f"{where} has no location")
+    if "\x00" in loc:  # no file system takes it; os calls would raise ValueError
+        raise ModelError(model_path, f"{where} has a location with a NUL byte (refused)")
+    if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
+        raise ModelError(model_path, f"{where} uses an absolute location '{loc}' (refused)")
+    parts = Path(loc.replace("\\", "/")).parts
+    if ".." in parts:
+        raise ModelError(model_path, f"{where} points outside the model folder '{loc}' (refused)")
+    target = base / loc
+    try:
+        resolved = target.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        raise ModelError(model_path, f"{where}: file '{loc}' not found") from None
+    if base != resolved.parent and base not in resolved.parents:
+        raise ModelError(
+            model_path, f"{where}: '{loc}' resolves outside the model folder (refused)"
+        )
+    if target.is_symlink():
+        raise ModelError(model_path, f"{where}: '{loc}' is a symbolic link (refused)")
+    st = os.stat(resolved)
+    if not stat.S_ISREG(st.st_mode):
+        raise ModelError(model_path, f"{where}: '{loc}' is not a regular file")
+    if st.st_nlink > 1:
+        raise ModelError(model_path, f"{where}: '{loc}' has several hard links (refused)")
+    return resolved, st.st_size
 
 
 def load(path: str | os.PathLike[str]) -> LoadedModel:
@@ -175,13 +190,11 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
         raise ModelError(p, "is not an ONNX model (no graph found)")
     if model.ir_version <= 0:
         raise ModelError(p, "is not an ONNX model (no IR version)")
-    bad = _non_text(model)
+    tensors: list[onnx.TensorProto] = []
+    bad = _scan(model, tensors)
     if bad is not None:
-        raise ModelError(p, f"is corrupted: {bad} is not valid UTF-8 text")
-    bad = _negative_dim(model.graph)
-    if bad is not None:
-        raise ModelError(p, f"is invalid: {bad}")
-    external = validate_external_data(model, p)
+        raise ModelError(p, bad)
+    external = validate_external_data(model, p, tensors)
     return LoadedModel(path=p, model=model, external_files=external)
 
 
@@ -218,55 +231,79 @@ def inference_safe(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _negative_dim(g: onnx.GraphProto) -> str | None:
-    """A declared dim below -1: invalid ONNX, and ONNX's own shape inference aborts the
-    whole process on it (a failed C++ assertion in onnx 1.23), so it is refused before
-    any analysis.  (-1 is what Paddle2ONNX writes for a dynamic dim: kept.)"""
-    for vi, axis, d in _negative_dims(g):
-        if d.dim_value < -1:
-            return f"'{vi.name}' declares dim {d.dim_value} at axis {axis} (negative)"
-    return None
+def _scan(model: onnx.ModelProto, external: list[onnx.TensorProto]) -> str | None:
+    """One walk over the whole model before any analysis: the first problem that makes it
+    unusable, or None; the tensors with external data are appended to ``external``.
 
+    * A name-like field that protobuf handed back as bytes (invalid UTF-8): ONNX uses
+      proto2 strings, which are not validated on parse, so a flipped byte in a name
+      survives parsing and would surface as ``bytes`` deep inside analysis.
+    * A declared dim below -1: invalid ONNX, and ONNX's own shape inference aborts the
+      whole process on it (a failed C++ assertion in onnx 1.23).  (-1 is what
+      Paddle2ONNX writes for a dynamic dim: kept.)
 
-def _non_text(model: onnx.ModelProto) -> str | None:  # noqa: C901 - walks every name-like field
-    """The first name-like field that protobuf handed back as bytes (invalid UTF-8).
-
-    ONNX uses proto2 strings, which are not validated on parse: a flipped byte in a
-    name survives parsing and would surface as ``bytes`` deep inside analysis.
+    Every attribute is looked at, whatever its declared type, as ``onnx.load`` does when
+    it reads external data: a tensor hidden in a mistyped attribute is still checked.
     """
-
-    def graph(g: onnx.GraphProto) -> str | None:  # noqa: C901 - every name-like field of a graph
-        for vi in (*g.input, *g.output, *g.value_info):
-            if not isinstance(vi.name, str):
-                return "a value name"
-            for d in vi.type.tensor_type.shape.dim:
-                if not isinstance(d.dim_param, str):
-                    return f"a dim name of '{vi.name}'"
-        for t in g.initializer:
-            if not isinstance(t.name, str):
-                return "an initializer name"
-            for e in t.external_data:
-                if not isinstance(e.key, str) or not isinstance(e.value, str):
-                    return f"the external data entry of '{t.name}'"
-        for n in g.node:
-            fields = (n.name, n.op_type, n.domain, *n.input, *n.output)
-            if not all(isinstance(x, str) for x in fields):
-                return "a node's name, type or value names"
-            for prop in n.metadata_props:
-                if not isinstance(prop.key, str) or not isinstance(prop.value, str):
-                    return f"metadata of node '{n.name}'"
-            for a in n.attribute:
-                if not isinstance(a.name, str):
-                    return f"an attribute name of node '{n.name}'"
-                for sub in [a.g] if a.HasField("g") else list(a.graphs):
-                    found = graph(sub)
-                    if found:
-                        return found
-        return None
-
     if not all(isinstance(o.domain, str) for o in model.opset_import):
-        return "an opset domain"
-    return graph(model.graph)
+        return "is corrupted: an opset domain is not valid UTF-8 text"
+    return _scan_graph(model.graph, external)
+
+
+def _text(*values: object) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+def _scan_graph(g: onnx.GraphProto, external: list[onnx.TensorProto]) -> str | None:  # noqa: C901 - every name-like field and stored tensor of a graph
+    corrupt = "is corrupted: {} is not valid UTF-8 text"
+    for vi in (*g.input, *g.output, *g.value_info):
+        if not isinstance(vi.name, str):
+            return corrupt.format("a value name")
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            if not isinstance(d.dim_param, str):
+                return corrupt.format(f"a dim name of '{vi.name}'")
+            if d.dim_value < -1:
+                return (
+                    f"is invalid: '{vi.name}' declares dim {d.dim_value} at axis {axis} (negative)"
+                )
+    for t in g.initializer:
+        if not isinstance(t.name, str):
+            return corrupt.format("an initializer name")
+        if not _text(*(x for e in t.external_data for x in (e.key, e.value))):
+            return corrupt.format(f"the external data entry of '{t.name}'")
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            external.append(t)
+    for sparse in g.sparse_initializer:
+        for t in (sparse.values, sparse.indices):
+            if t.data_location == onnx.TensorProto.EXTERNAL:
+                external.append(t)
+    for n in g.node:
+        try:  # join refuses bytes in C: the common case costs one call per field
+            "".join((n.name, n.op_type, n.domain))
+            "".join(n.input)
+            "".join(n.output)
+        except TypeError:
+            return corrupt.format("a node's name, type or value names")
+        for prop in n.metadata_props:
+            if not _text(prop.key, prop.value):
+                return corrupt.format(f"metadata of node '{n.name}'")
+        for a in n.attribute:
+            if not isinstance(a.name, str):
+                return corrupt.format(f"an attribute name of node '{n.name}'")
+            tensors = [a.t] if a.HasField("t") else []
+            tensors += a.tensors
+            for t in tensors:
+                if not _text(*(x for e in t.external_data for x in (e.key, e.value))):
+                    return corrupt.format(f"the external data entry of '{t.name}'")
+                if t.data_location == onnx.TensorProto.EXTERNAL:
+                    external.append(t)
+            subs = [a.g] if a.HasField("g") else []
+            subs += a.graphs
+            for sub in subs:
+                found = _scan_graph(sub, external)
+                if found:
+                    return found
+    return None
 
 
 _STALE = re.compile(r"^\.onnxfix-(\d+)-.+\.(onnx|data)$")

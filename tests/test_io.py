@@ -164,3 +164,103 @@ def test_copy_bytes_is_exact_with_and_without_copy_file_range(tmp_path, monkeypa
     monkeypatch.setattr(_os, "copy_file_range", refuse)
     fio.copy_bytes(src, tmp_path / "b.data")
     assert (tmp_path / "b.data").read_bytes() == blob
+
+
+def _corrupt(tmp_path: Path, model: onnx.ModelProto, marker: bytes) -> Path:
+    """The model written with ``marker`` (a name in it) replaced by invalid UTF-8 of the same
+    length: proto2 strings are not validated on parse, so the file still parses."""
+    data = model.SerializeToString()
+    assert data.count(marker) == 1
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data.replace(marker, b"\xff" * len(marker)))
+    return path
+
+
+def _loop_model(body_dim: int = 4) -> onnx.ModelProto:
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["v_in"], ["v_out"], name="QQbodyQQ")],
+        "body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [body_dim]),
+        ],
+        [
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [body_dim]),
+        ],
+    )
+    node = helper.make_node("Loop", ["n", "", "x"], ["y"], name="XXloopXX", body=body)
+    node.metadata_props.add(key="MMkeyMM", value="v")
+    g = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("n", TensorProto.INT64, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["DDimDD"]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["OutDim"])],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR)
+
+
+@pytest.mark.parametrize(
+    ("marker", "what"),
+    [
+        (b"XXloopXX", "a node's name"),
+        (b"QQbodyQQ", "a node's name"),  # inside a Loop body
+        (b"DDimDD", "a dim name"),
+        (b"MMkeyMM", "metadata of node"),
+    ],
+)
+def test_invalid_utf8_names_refused_in_one_line(tmp_path: Path, marker: bytes, what: str) -> None:
+    path = _corrupt(tmp_path, _loop_model(), marker)
+    with pytest.raises(io.ModelError, match=f"is corrupted: {what}.* is not valid UTF-8"):
+        io.load(path)
+
+
+def test_dim_below_minus_one_in_a_subgraph_refused(tmp_path: Path) -> None:
+    path = tmp_path / "neg.onnx"
+    onnx.save(_loop_model(body_dim=-3), str(path))
+    with pytest.raises(io.ModelError, match=r"'v_in' declares dim -3 at axis 0 \(negative\)"):
+        io.load(path)
+
+
+def test_external_tensor_in_a_mistyped_attribute_is_checked(tmp_path: Path) -> None:
+    """onnx.load reads an attribute's tensor whatever the attribute's declared type, so a
+    location hidden there is validated like any other."""
+    m = _loop_model()
+    t = helper.make_tensor("hidden", TensorProto.FLOAT, [1], [0.0])
+    t.data_location = TensorProto.EXTERNAL
+    t.external_data.add(key="location", value="../outside.bin")
+    attr = helper.make_attribute("count", 3)  # an INT attribute that also carries a tensor
+    attr.t.CopyFrom(t)
+    m.graph.node[0].attribute.append(attr)
+    path = tmp_path / "m.onnx"
+    path.write_bytes(m.SerializeToString())
+    with pytest.raises(io.ModelError, match="points outside the model folder"):
+        io.load(path)
+
+
+def test_one_stat_per_external_file(tmp_path: Path, monkeypatch) -> None:
+    """Hundreds of tensors naming one file: the file is resolved and checked once."""
+    path = _with_external(tmp_path, n=1 << 12)
+    m = onnx.load(str(path), load_external_data=False)
+    for k in range(200):
+        t = helper.make_tensor(f"extra{k}", TensorProto.FLOAT, [1], [0.0])
+        t.data_location = TensorProto.EXTERNAL
+        t.ClearField("float_data")
+        for key, value in (("location", "w.data"), ("offset", "0"), ("length", "4")):
+            t.external_data.add(key=key, value=value)
+        m.graph.initializer.append(t)
+    path.write_bytes(m.SerializeToString())
+    calls: list[str] = []
+    real = io._external_file
+
+    def counting(*args):
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(io, "_external_file", counting)
+    assert io.load(path).external_files == [(tmp_path / "w.data").resolve()]
+    assert calls == ["w.data"]
