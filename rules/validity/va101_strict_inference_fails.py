@@ -77,6 +77,8 @@ class StrictInferenceFails(Rule[None]):
     generic = True
 
     def detect(self, ctx: Context) -> Iterator[Detection]:
+        if ctx.strict_error is None:
+            return
         nodes = {n.name: (g, n) for g, n in ctx.nodes() if n.name}
         for op, name, msg in strict_inference_errors(ctx.strict_error):
             g, node = nodes.get(name, (ctx.main, None))
