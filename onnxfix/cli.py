@@ -476,10 +476,23 @@ def _needs_runtime(what: str) -> None:
         )
 
 
+def _reference_usage(args: argparse.Namespace) -> None:
+    """A --reference that is not an .npz of cases: one line and exit 2, before any work."""
+    if getattr(args, "reference", None):
+        from onnxfix.io import ModelError
+        from onnxfix.probe import load_reference
+
+        try:
+            load_reference(args.reference)
+        except ModelError as exc:
+            raise UsageError(f"--reference {exc.path}: {exc.problem}") from None
+
+
 def _check(args: argparse.Namespace) -> int:
     from onnxfix import report
 
     _needs_runtime("check")
+    _reference_usage(args)
 
     cfg, select, ignore, contract = _options(args)
     dims = dict(cfg.dims)
@@ -624,6 +637,7 @@ def _repair_usage(args: argparse.Namespace) -> dict[str, str]:
         raise UsageError("repair needs OUT (or --dry-run)")
     if not args.dry_run and not args.no_verify:
         _needs_runtime("repair")
+    _reference_usage(args)
     outputs = {}
     for spec in args.outputs or []:
         name, sep, value = spec.partition("=")

@@ -11,6 +11,7 @@ a failure or a kill never leaves a partial model behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -41,6 +42,8 @@ class LoadedModel:
     model: onnx.ModelProto
     #: External data files used by the model, as validated absolute paths.
     external_files: list[Path] = field(default_factory=list)
+    #: their locations as the model names them (relative to its folder)
+    locations: list[str] = field(default_factory=list)
 
     @property
     def uses_external_data(self) -> bool:
@@ -195,7 +198,8 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     if bad is not None:
         raise ModelError(p, bad)
     external = validate_external_data(model, p, tensors)
-    return LoadedModel(path=p, model=model, external_files=external)
+    locations = sorted({_external_info(t)["location"] for t in tensors})
+    return LoadedModel(path=p, model=model, external_files=external, locations=locations)
 
 
 def _negative_dims(
@@ -368,13 +372,14 @@ def write_atomic(
     out: str | os.PathLike[str],
     *,
     external_from: Path | None = None,
-    verify: Callable[[Path], None] | None = None,
+    verify: Callable[[Path, list[Path]], None] | None = None,
     externalize: bool = False,
+    staged: Staged | None = None,
 ) -> None:
     """Serialise ``model`` next to ``out`` and move it into place.
 
-    ``verify`` is called with the temporary path before the rename; if it
-    raises, the temporary files are removed and ``out`` is untouched.
+    ``verify`` is called with the temporary path and its data files before the rename;
+    if it raises, the temporary files are removed and ``out`` is untouched.
 
     With ``external_from`` the model still points at external data files in
     that folder (its weights were never loaded): each file is copied byte for
@@ -386,6 +391,9 @@ def write_atomic(
     With ``externalize`` the weights held in memory (``raw_data`` of 1 KB or more) are
     written to one ``<out name>.data`` file instead of into the protobuf: a model read
     with external data is written with external data.
+
+    ``staged``: copies of the data files started earlier (:class:`Staged`), used instead
+    of copying them here.
     """
     out = Path(out)
     folder = out.resolve().parent
@@ -397,18 +405,23 @@ def write_atomic(
     tmp_data: dict[str, Path] = {}  # original location -> temporary copy
     try:
         model = _copy_for_external(model)
-        locations = _stage_weights(model, out, folder, external_from, externalize, tmp_data)
+        external: list[onnx.TensorProto] = []
+        locations = _stage_weights(
+            model, out, folder, external_from, externalize, tmp_data, staged, external
+        )
         _write_fsync(tmp_model, model.SerializeToString())
         if verify is not None:
-            verify(tmp_model)
+            verify(tmp_model, list(tmp_data.values()))
+        if staged is not None:
+            staged.finish()  # the copies' fsync ran while the model was verified
         if locations:
             finals = (
                 {locations[0]: f"{out.name}.data"}
                 if len(locations) == 1
                 else {loc: f"{out.name}.data{i + 1}" for i, loc in enumerate(locations)}
             )
-            for loc, tmp in tmp_data.items():
-                _relocate_external(model, tmp.name, finals[loc])
+            _relocate(external, {tmp.name: finals[loc] for loc, tmp in tmp_data.items()})
+            for tmp in tmp_data.values():
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
             _write_fsync(tmp_model, model.SerializeToString())
@@ -433,43 +446,126 @@ def _stage_weights(
     external_from: Path | None,
     externalize: bool,
     tmp_data: dict[str, Path],
+    staged: Staged | None,
+    external: list[onnx.TensorProto],
 ) -> list[str]:
     """Put the weights' bytes in temporary files beside ``out``: copied from the external
     data files in ``external_from``, or moved out of memory (``externalize``).  The model
-    is pointed at the temporary names; returns the original locations."""
+    is pointed at the temporary names; returns the original locations, and appends the
+    tensors stored outside to ``external`` (one walk over the model)."""
     if externalize:
         moved = _tmp_in(folder, ".data")
         tmp_data[moved.name] = moved
         if not _externalize(model, moved):
             moved.unlink()
             del tmp_data[moved.name]
-    locations = sorted(
-        {
-            e.value
-            for t in iter_tensors(model.graph)
-            if t.data_location == onnx.TensorProto.EXTERNAL
-            for e in t.external_data
-            if e.key == "location"
-        }
-    )
+    external += (t for t in iter_tensors(model.graph) if t.data_location == _EXTERNAL)
+    locations = sorted({e.value for t in external for e in t.external_data if e.key == "location"})
     for loc in locations:
         if loc in tmp_data:  # written here from memory (externalize)
             continue
         if external_from is None:
             raise ModelError(out, "internal error: external data without a source folder")
-        tmp = _tmp_in(folder, ".data")
-        tmp_data[loc] = tmp
-        copy_bytes(external_from / loc, tmp)
-        _relocate_external(model, loc, tmp.name)
+        ready = staged.copied(loc) if staged is not None else None
+        if ready is not None and ready.parent == folder:
+            tmp_data[loc] = ready
+        else:
+            tmp = _tmp_in(folder, ".data")
+            tmp_data[loc] = tmp
+            copy_bytes(external_from / loc, tmp)
+    _relocate(external, {loc: tmp_data[loc].name for loc in locations})
     return locations
+
+
+class Staged:
+    """The data files of a model being copied beside the output in a background thread,
+    started as soon as a repair knows it will write (weights copy while the graph is
+    analysed and fixed: the copy is done in the kernel, so it needs no Python time).
+
+    Each copy lands in a temporary file named like :func:`write_atomic`'s and is flushed
+    to disk (``fsync``) in the same thread.  :meth:`copied` waits for one file;
+    :meth:`discard` stops the copy and removes every temporary file, whatever state it
+    reached.  Nothing is visible under the output's name until :func:`write_atomic`
+    renames it.
+    """
+
+    def __init__(self, sources: dict[str, Path], folder: Path) -> None:
+        import threading
+
+        self.folder = folder
+        self.sources = dict(sources)
+        self.tmp = {loc: _tmp_in(folder, ".data") for loc in self.sources}
+        self.done = 0
+        self.total = sum(p.stat().st_size for p in self.sources.values())
+        self.error: OSError | None = None
+        self._stop = False
+        self._copied = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="onnxfix-stage", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for loc, src in self.sources.items():
+                copy_bytes(src, self.tmp[loc], report=self._count, stop=lambda: self._stop)
+            self._copied.set()
+            for tmp in self.tmp.values():
+                if self._stop:
+                    return
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            self.error = exc
+        finally:
+            self._copied.set()
+
+    def _count(self, n: int) -> None:
+        self.done += n
+
+    def copied(self, loc: str) -> Path | None:
+        """The temporary copy of ``loc`` once complete (None if it is not staged here);
+        raises the copy's OSError."""
+        if loc not in self.tmp:
+            return None
+        from onnxfix import progress
+
+        mb = self.total / 2**20
+        while True:  # said at least once, then every 0.2 s until the copy is complete
+            progress.phase(f"copying weights ({self.done / 2**20:.0f} of {mb:.0f} MB)")
+            if self._copied.wait(0.2):
+                break
+        if self.error is not None:
+            raise self.error
+        progress.phase(f"copying weights ({self.done / 2**20:.0f} of {mb:.0f} MB)")
+        return self.tmp[loc]
+
+    def discard(self) -> None:
+        """Stop copying and remove the temporary files that were not moved into place."""
+        self._stop = True
+        self._thread.join()
+        for tmp in self.tmp.values():
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def finish(self) -> None:
+        """Wait until every copy is on disk; raises the copy's OSError."""
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 #: bytes per copy call: the status line moves every 64 MB
 _CHUNK = 64 * 2**20
 
 
-def copy_bytes(src: Path, dst: Path) -> None:
-    """Copy a weights file byte for byte, saying how far it got (:mod:`onnxfix.progress`).
+def copy_bytes(
+    src: Path,
+    dst: Path,
+    report: Callable[[int], None] | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> None:
+    """Copy a weights file byte for byte, saying how far it got: to ``report`` (bytes per
+    step) if given, else to :mod:`onnxfix.progress`.  ``stop`` is asked between steps and
+    ends the copy early (it is being thrown away).
 
     ``os.copy_file_range`` lets the kernel copy (and a filesystem with reflinks share the
     blocks instead); where it is not offered, ``shutil.copyfile`` (sendfile) does it."""
@@ -477,23 +573,34 @@ def copy_bytes(src: Path, dst: Path) -> None:
 
     total = src.stat().st_size
     mb = total / 2**20
-    progress.phase(f"copying weights (0 of {mb:.0f} MB)")
+    done = 0
+
+    def step(n: int) -> None:
+        if report is not None:
+            report(n)
+        else:
+            progress.phase(f"copying weights ({done / 2**20:.0f} of {mb:.0f} MB)")
+
+    step(0)
     if not hasattr(os, "copy_file_range"):
         shutil.copyfile(src, dst)
+        step(total)
         return
     with open(src, "rb") as fin, open(dst, "wb") as fout:
-        done = 0
         try:
             while done < total:
+                if stop is not None and stop():
+                    return
                 n = os.copy_file_range(fin.fileno(), fout.fileno(), min(_CHUNK, total - done))
                 if n == 0:
                     break
                 done += n
-                progress.phase(f"copying weights ({done / 2**20:.0f} of {mb:.0f} MB)")
+                step(n)
         except OSError:  # not supported between these files (EXDEV, EINVAL...): plain copy
             fin.seek(done)
             fout.seek(done)
             shutil.copyfileobj(fin, fout, _CHUNK)
+            step(total - done)
             done = total
     if done != total or dst.stat().st_size != total:
         raise OSError(f"copied {done} of {total} bytes of {src.name}")
@@ -553,11 +660,12 @@ def _copy_for_external(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _relocate_external(model: onnx.ModelProto, old: str, new: str) -> int:
-    count = 0
-    for tensor in iter_tensors(model.graph):
+def _relocate(tensors: list[onnx.TensorProto], moves: dict[str, str]) -> None:
+    """Point the external-data locations of ``tensors`` at their new names."""
+    for tensor in tensors:
         for entry in tensor.external_data:
-            if entry.key == "location" and entry.value == old:
-                entry.value = new
-                count += 1
-    return count
+            if entry.key == "location" and entry.value in moves:
+                entry.value = moves[entry.value]
+
+
+_EXTERNAL = onnx.TensorProto.EXTERNAL

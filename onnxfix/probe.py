@@ -122,13 +122,30 @@ def _prefix_mask(rng: np.random.Generator, shape: list[int], pad_is_one: bool) -
 def load_reference(
     path: str | os.PathLike[str],
 ) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-    """Cases from an ``.npz`` with keys ``<case>/in/<name>`` and ``<case>/out/<name>``."""
+    """Cases from an ``.npz`` with keys ``<case>/in/<name>`` and ``<case>/out/<name>``;
+    anything else is refused in one line (:class:`onnxfix.io.ModelError`)."""
+    from onnxfix.io import ModelError
+
     cases: dict[str, tuple[dict, dict]] = {}
-    with np.load(path, allow_pickle=False) as z:
-        for key in z.files:
-            case, kind, name = key.split("/", 2)
-            feeds, outs = cases.setdefault(case, ({}, {}))
-            (feeds if kind == "in" else outs)[name] = z[key]
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+            raise ValueError("it is not a NumPy file (no .npz or .npy header)")
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array, not cases")
+        with z:
+            for key in z.files:
+                case, kind, name = [*key.split("/", 2), "", ""][:3]
+                if kind not in ("in", "out") or not name:
+                    raise ValueError(f"key '{key}' is not <case>/in/<name> or <case>/out/<name>")
+                feeds, outs = cases.setdefault(case, ({}, {}))
+                (feeds if kind == "in" else outs)[name] = z[key]
+    except OSError as exc:
+        raise ModelError(path, f"reference cannot be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # numpy's refusals: pickled data, not a zip, bad header...
+        raise ModelError(path, f"is not a reference .npz: {exc}".splitlines()[0][:300]) from None
     return [cases[k] for k in sorted(cases)]
 
 

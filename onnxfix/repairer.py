@@ -105,6 +105,10 @@ def repair(
     """
     rules = registry.select(select, ignore)
     contract = contracts.resolve(expect)
+    if reference is not None:
+        from onnxfix.probe import load_reference
+
+        load_reference(reference)  # a file that is not one is refused before any work
     progress.phase("reading the graph")
     loaded = io.load(src)
     original = onnx.ModelProto()
@@ -119,8 +123,61 @@ def repair(
         except ValueError as exc:
             return RepairResult(str(src), None, [], before, False, error=str(exc))
     progress.phase("analysing and fixing")
+    staged: list[io.Staged] = []
     try:
-        run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract)
+        return _repair(
+            str(src), loaded, original, model, rules, contract, changed, before, dst, staged,
+            unsafe_fixes=unsafe_fixes, dry_run=dry_run, reference=reference,
+            verify_probe=verify_probe, outputs=outputs, simplify=simplify, diff=diff,
+        )  # fmt: skip
+    finally:
+        for s in staged:  # a copy not moved into place (nothing written, or a failure)
+            s.discard()
+
+
+def _stage(loaded: io.LoadedModel, dst: str | os.PathLike[str]) -> io.Staged | None:
+    """Start copying the weights beside ``dst`` (:class:`onnxfix.io.Staged`), or None when
+    the output folder is unusable (:func:`onnxfix.io.write_atomic` then says why)."""
+    folder = Path(dst).resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        return None
+    base = loaded.path.resolve().parent
+    try:
+        return io.Staged({loc: base / loc for loc in loaded.locations}, folder)
+    except OSError:
+        return None
+
+
+def _repair(
+    src: str,
+    loaded: io.LoadedModel,
+    original: onnx.ModelProto,
+    model: onnx.ModelProto,
+    rules: list[Any],
+    contract: contracts.Contract | None,
+    changed: frozenset[str],
+    before: list[Finding] | None,
+    dst: str | os.PathLike[str] | None,
+    staged: list[io.Staged],
+    *,
+    unsafe_fixes: bool,
+    dry_run: bool,
+    reference: str | os.PathLike[str] | None,
+    verify_probe: bool,
+    outputs: dict[str, str] | None,
+    simplify: bool,
+    diff: bool,
+) -> RepairResult:
+    def start_copy() -> None:
+        # weights are copied while the graph is fixed and analysed again, once there is
+        # something to write; a simplified model is written from memory instead
+        if dst is not None and not dry_run and not simplify and loaded.locations:
+            s = _stage(loaded, dst)
+            if s is not None:
+                staged.append(s)
+
+    try:
+        run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract, on_fix=start_copy)
     except (NonConvergence, FixFailed) as exc:
         return RepairResult(str(src), None, [], before or [], False, error=str(exc))
     fixed, remaining = run.fixed, run.after
@@ -160,6 +217,7 @@ def repair(
         Path(reference) if reference else None,
         verify_probe,
         simplify,
+        staged[0] if staged else None,
     )
     return _diffed(result, original, diff)
 
@@ -184,6 +242,7 @@ def _write(
     reference: Path | None,
     probe: bool,
     simplify: bool = False,
+    staged: io.Staged | None = None,
 ) -> RepairResult:
     """Verify the repaired model as it will land and move it into place, or write nothing.
 
@@ -225,7 +284,7 @@ def _write(
                 simple.skipped = f"the simplified model did not verify ({exc})"
         result.simplify_skipped = simple.skipped
     try:
-        _land(result, loaded, original, model, run, out, reference, probe, None)
+        _land(result, loaded, original, model, run, out, reference, probe, None, staged)
     except verify.VerificationError as exc:
         result.error = str(exc)
     return result
@@ -247,6 +306,7 @@ def _land(
     reference: Path | None,
     probe: bool,
     extra: Callable[[Path, Any], None] | None,
+    staged: io.Staged | None = None,
 ) -> None:
     """Write ``model`` to ``out`` once it has verified (``extra`` too, if given); raises
     :class:`onnxfix.verify.VerificationError` and leaves nothing behind otherwise."""
@@ -258,7 +318,7 @@ def _land(
     rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
     in_memory = extra is not None  # a simplified model holds its weights in memory
 
-    def check(tmp: Path) -> None:
+    def check(tmp: Path, data: list[Path]) -> None:
         verify.verify(
             loaded.path,
             original,
@@ -270,7 +330,7 @@ def _land(
             changed_outputs=result.changed_outputs,
             ctx=run.ctx,
             fixed=_fixed(run),
-            external_files=[tmp.parent / f for f in _data_files(tmp)],
+            external_files=data,
         )
         if extra is not None and probe:
             extra(tmp, rep)
@@ -284,16 +344,9 @@ def _land(
             loaded.path.resolve().parent if loaded.uses_external_data and not in_memory else None
         ),
         externalize=in_memory and loaded.uses_external_data,
+        staged=None if in_memory else staged,
     )
     result.output, result.written = str(out), True
-
-
-def _data_files(model_path: Path) -> list[str]:
-    """The external data files a written model names (for the memory budget)."""
-    m = onnx.load(str(model_path), load_external_data=False)
-    return sorted(
-        {e.value for t in io.iter_tensors(m.graph) for e in t.external_data if e.key == "location"}
-    )
 
 
 def _checks(applied: list[Applied]) -> list[tuple[Finding, str]]:

@@ -111,7 +111,7 @@ def test_failed_verification_leaves_nothing(tmp_path: Path) -> None:
     m = mask_where(["B", "T", 4], 2, 17)
     out = tmp_path / "o.onnx"
 
-    def boom(_tmp: Path) -> None:
+    def boom(_tmp: Path, _data: list[Path]) -> None:
         raise RuntimeError("verification said no")
 
     with pytest.raises(RuntimeError):
@@ -264,3 +264,94 @@ def test_one_stat_per_external_file(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(io, "_external_file", counting)
     assert io.load(path).external_files == [(tmp_path / "w.data").resolve()]
     assert calls == ["w.data"]
+
+
+def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
+    """Weights copied in the background (a repair starts them while it analyses) land byte
+    for byte; a verification that fails, or a copy that is thrown away, leaves nothing."""
+    (tmp_path / "src").mkdir()
+    src = _with_external(tmp_path / "src")
+    ext = onnx.load(str(src), load_external_data=False)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.onnx"
+
+    def boom(_tmp: Path, data: list[Path]) -> None:
+        assert [p.parent for p in data] == [out_dir]
+        raise RuntimeError("verification said no")
+
+    staged = io.Staged({"w.data": src.parent / "w.data"}, out_dir)
+    with pytest.raises(RuntimeError):
+        io.write_atomic(ext, out, external_from=src.parent, verify=boom, staged=staged)
+    staged.discard()
+    assert os.listdir(out_dir) == []
+
+    staged = io.Staged({"w.data": src.parent / "w.data"}, out_dir)
+    staged.discard()  # nothing to write after all
+    assert os.listdir(out_dir) == []
+
+    seen: list[list[Path]] = []
+    staged = io.Staged({"w.data": src.parent / "w.data"}, out_dir)
+    io.write_atomic(
+        ext, out, external_from=src.parent, verify=lambda t, d: seen.append(d), staged=staged
+    )
+    staged.discard()
+    assert seen == [list(staged.tmp.values())]  # verified on the staged copy itself
+    assert sorted(os.listdir(out_dir)) == ["o.onnx", "o.onnx.data"]
+    assert (out_dir / "o.onnx.data").read_bytes() == (src.parent / "w.data").read_bytes()
+    ref = onnx.load(str(src))
+    got = onnx.load(str(out))
+    assert [numpy_helper.to_array(t).tobytes() for t in got.graph.initializer] == [
+        numpy_helper.to_array(t).tobytes() for t in ref.graph.initializer
+    ]
+
+
+def test_repair_that_fails_verification_leaves_no_staged_weights(tmp_path: Path, cli) -> None:
+    """The weights start copying when the first analysis finds a fix; a verification that
+    then fails (here: outputs differ from the --reference) removes the copy too."""
+    path = _with_external(tmp_path)
+    feeds = {
+        "x": np.ones((2, 3, 16), np.float32),
+        "mask": np.array([[True, False, False], [False, False, True]]),
+    }
+    m = onnx.load(str(path), load_external_data=False)
+    assert [vi.name for vi in m.graph.input][:2] == ["x", "mask"], "the model's inputs"
+    npz = tmp_path / "ref.npz"
+    wrong = {"case0/out/y": np.full((2, 3, 16), 7, np.float32)}  # not what the model computes
+    np.savez(npz, **{f"case0/in/{k}": v for k, v in feeds.items()}, **wrong)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    res = cli("repair", str(path), str(out_dir / "fixed.onnx"), "--reference", str(npz))
+    assert res.returncode == 2 and "verification failed" in res.stdout + res.stderr, res
+    assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize("kind", ["onnx", "npy", "keys", "missing"])
+def test_a_reference_that_is_not_one_is_refused_in_one_line(tmp_path: Path, cli, kind) -> None:
+    path = _with_external(tmp_path)
+    ref = tmp_path / f"ref.{kind}"
+    if kind == "onnx":
+        ref = path
+    elif kind == "npy":
+        np.save(tmp_path / "ref.npy", np.ones(3))
+        ref = tmp_path / "ref.npy"
+    elif kind == "keys":
+        np.savez(tmp_path / "ref.npz", x=np.ones(3))
+        ref = tmp_path / "ref.npz"
+    for cmd in (["repair", str(path), str(tmp_path / "o.onnx")], ["check", str(path)]):
+        res = cli(*cmd, "--reference", str(ref))
+        assert res.returncode == 2, res
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"onnxfix: error: --reference {ref}"), lines
+    assert not (tmp_path / "o.onnx").exists()
+
+
+def test_repair_with_nothing_to_fix_copies_nothing(tmp_path: Path, cli) -> None:
+    path = _with_external(tmp_path)
+    fixed = tmp_path / "fixed.onnx"
+    assert cli("repair", str(path), str(fixed)).returncode == 0
+    out_dir = tmp_path / "again"
+    out_dir.mkdir()
+    res = cli("repair", str(fixed), str(out_dir / "o.onnx"))
+    assert res.returncode == 0, res.stderr
+    assert os.listdir(out_dir) == []
