@@ -261,3 +261,38 @@ def test_findings_are_grouped_under_their_file(cli) -> None:
     assert not any(str(many) in line for line in findings)
     where = next(line for line in findings if "WB102 error" in line)
     assert where.rstrip().endswith("B == T (or one is 1)")  # the whole message, one line
+
+
+def test_workers_split_by_bytes_and_a_dead_worker_is_made_up_for(tmp_path: Path) -> None:
+    """``-j``: each file is done exactly once, results come back in the given order, and a
+    worker that dies has its files done by the parent (no result is lost or invented)."""
+    import os
+
+    from onnxfix import cli
+
+    parent = os.getpid()
+    paths = []
+    for i, size in enumerate([5000, 10, 10, 3000, 10, 2500]):
+        p = tmp_path / f"f{i}"
+        p.write_bytes(b"x" * size)
+        paths.append(str(p))
+    shares = cli._shares(paths, 2)
+    assert sorted(i for s in shares for i in s) == list(range(6))
+    assert [sum(os.path.getsize(paths[i]) for i in s) for s in shares] == [5020, 5510]
+
+    def task(p: str) -> tuple[str, bool]:
+        if p.endswith("f3") and os.getpid() != parent:
+            os._exit(3)  # the worker holding f3 (not the parent's share) dies
+        return p, os.getpid() == parent
+
+    got = cli._in_workers(task, paths, 2)
+    assert [p for p, _ in got] == paths
+    assert 3 in shares[1] and 0 in shares[0]
+    assert all(here for _, here in got), "the dead worker's whole share was done here"
+
+    def fine(p: str) -> tuple[str, bool]:
+        return p, os.getpid() == parent
+
+    got = cli._in_workers(fine, paths, 2)
+    assert [p for p, _ in got] == paths
+    assert [here for _, here in got] == [i in shares[0] for i in range(6)]
