@@ -7,7 +7,7 @@ once by :class:`~onnxfix.edit.Editor`, so no fix depends on another's indices.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,20 +79,15 @@ def run_fixes(
     *,
     unsafe: bool = False,
     contract: contracts.Contract | None = None,
-    on_fix: Callable[[], None] | None = None,
 ) -> FixRun:
-    """Fix ``model`` in place until no allowed fix is left.  ``on_fix`` is called once,
-    when the first analysis has found something to fix (a repair starts copying the
-    weights then)."""
+    """Fix ``model`` in place until no allowed fix is left."""
     applied: list[Applied] = []
     first: list[Finding] | None = None
     for _ in range(MAX_ROUNDS):
         found, ctx = analyse(model, rules, contract)
-        todo = [d for d in found if allowed(d, unsafe)]
         if first is None:
             first = [d.finding for d in found]
-            if todo and on_fix is not None:
-                on_fix()
+        todo = [d for d in found if allowed(d, unsafe)]
         if not todo:
             return FixRun(applied, first, [d.finding for d in found], found, ctx)
         editor = edit.Editor(model, ctx.opset, ctx.fmt_dim)

@@ -124,6 +124,14 @@ def repair(
             return RepairResult(str(src), None, [], before, False, error=str(exc))
     progress.phase("analysing and fixing")
     staged: list[io.Staged] = []
+    if dst is not None and not dry_run and not simplify and loaded.locations:
+        # The weights start copying now, while the graph is analysed and fixed: the copy
+        # runs in the kernel, so the two overlap.  If there turns out to be nothing to fix,
+        # the copy is stopped and removed (it was never visible).  A simplified model is
+        # written from memory instead.
+        s = _stage(loaded, dst)
+        if s is not None:
+            staged.append(s)
     try:
         return _repair(
             str(src), loaded, original, model, rules, contract, changed, before, dst, staged,
@@ -168,16 +176,8 @@ def _repair(
     simplify: bool,
     diff: bool,
 ) -> RepairResult:
-    def start_copy() -> None:
-        # weights are copied while the graph is fixed and analysed again, once there is
-        # something to write; a simplified model is written from memory instead
-        if dst is not None and not dry_run and not simplify and loaded.locations:
-            s = _stage(loaded, dst)
-            if s is not None:
-                staged.append(s)
-
     try:
-        run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract, on_fix=start_copy)
+        run = run_fixes(model, rules, unsafe=unsafe_fixes, contract=contract)
     except (NonConvergence, FixFailed) as exc:
         return RepairResult(str(src), None, [], before or [], False, error=str(exc))
     fixed, remaining = run.fixed, run.after

@@ -307,7 +307,7 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
 
 
 def test_repair_that_fails_verification_leaves_no_staged_weights(tmp_path: Path, cli) -> None:
-    """The weights start copying when the first analysis finds a fix; a verification that
+    """The weights start copying as soon as the model is read; a verification that
     then fails (here: outputs differ from the --reference) removes the copy too."""
     path = _with_external(tmp_path)
     feeds = {
