@@ -1,5 +1,3 @@
-import sys
+from onnxfix.cli import entry
 
-from onnxfix.cli import main
-
-sys.exit(main())
+entry()
