@@ -263,7 +263,7 @@ def _pairs(
 
 @collects(*BROADCAST_OPS, "PRelu")
 def _broadcast(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    names = [i for i in node.input if i]
+    names = [i for i in g.inputs_of(node) if i]
     shapes = [g.shape(i) for i in names]
     if len(names) >= 2 and all(s is not None for s in shapes):
         yield from _pairs(g, node, shapes, names, "broadcast", "operands'")  # type: ignore[arg-type]
@@ -271,17 +271,22 @@ def _broadcast(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
 
 @collects("Expand")
 def _expand(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    s, t = g.shape(node.input[0]), g.value(node.input[1])
+    s, t = g.shape(g.inputs_of(node)[0]), g.value(g.inputs_of(node)[1])
     if s is not None and t is not None:
         yield from _pairs(
-            g, node, [s, t], [node.input[0], node.input[1]], "broadcast", "input and target"
+            g,
+            node,
+            [s, t],
+            [g.inputs_of(node)[0], g.inputs_of(node)[1]],
+            "broadcast",
+            "input and target",
         )
 
 
 @collects("Concat")
 def _concat(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    shapes = [s for i in node.input if i and (s := g.shape(i)) is not None]
-    if not shapes or len(shapes) != len([i for i in node.input if i]):
+    shapes = [s for i in g.inputs_of(node) if i and (s := g.shape(i)) is not None]
+    if not shapes or len(shapes) != len([i for i in g.inputs_of(node) if i]):
         return
     rank = len(shapes[0])
     axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
@@ -292,27 +297,29 @@ def _concat(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
         first = shapes[0][i]
         for s in shapes[1:]:
             if len(s) == rank and s[i] != first:
-                yield Condition(g, node, first, s[i], "eq", f"inputs' axis {i}", tuple(node.input))
+                yield Condition(
+                    g, node, first, s[i], "eq", f"inputs' axis {i}", tuple(g.inputs_of(node))
+                )
                 break
 
 
 @collects("MatMul")
 def _matmul(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    a, b = g.shape(node.input[0]), g.shape(node.input[1])
+    a, b = g.shape(g.inputs_of(node)[0]), g.shape(g.inputs_of(node)[1])
     if a is None or b is None or not a or not b:
         return
     inner_b = b[-2] if len(b) >= 2 else b[0]
     if a[-1] != inner_b:
-        yield Condition(g, node, a[-1], inner_b, "eq", "inner dims", tuple(node.input[:2]))
+        yield Condition(g, node, a[-1], inner_b, "eq", "inner dims", tuple(g.inputs_of(node)[:2]))
     if len(a) > 2 and len(b) > 2:
         yield from _pairs(
-            g, node, [a[:-2], b[:-2]], list(node.input[:2]), "broadcast", "batch dims'"
+            g, node, [a[:-2], b[:-2]], list(g.inputs_of(node)[:2]), "broadcast", "batch dims'"
         )
 
 
 @collects("Reshape")
 def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    s, target = g.shape(node.input[0]), g.value(node.input[1])
+    s, target = g.shape(g.inputs_of(node)[0]), g.value(g.inputs_of(node)[1])
     if s is None or target is None:
         return
     allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
@@ -329,27 +336,29 @@ def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
             known.append(t)
     numel, prod = d_prod(s), d_prod(known)
     if free:
-        yield Condition(g, node, prod, numel, "divides", "element count", (node.input[0],))
+        yield Condition(g, node, prod, numel, "divides", "element count", (g.inputs_of(node)[0],))
     else:
-        yield Condition(g, node, numel, prod, "eq", "element count", (node.input[0],))
+        yield Condition(g, node, numel, prod, "eq", "element count", (g.inputs_of(node)[0],))
 
 
 @collects("Split")
 def _split(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    s = g.shape(node.input[0])
+    s = g.shape(g.inputs_of(node)[0])
     if s is None:
         return
     axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
     axis = axis + len(s) if axis < 0 else axis
     sizes = next((list(a.ints) for a in node.attribute if a.name == "split"), None)
-    if sizes is None and len(node.input) > 1 and node.input[1]:
-        sizes = g.ints(node.input[1])
+    if sizes is None and len(g.inputs_of(node)) > 1 and g.inputs_of(node)[1]:
+        sizes = g.ints(g.inputs_of(node)[1])
     if not sizes or axis >= len(s):
         return
     total: Dim = 0
     for v in sizes:
         total = d_add(total, v)
-    yield Condition(g, node, s[axis], total, "eq", f"split sizes on axis {axis}", (node.input[0],))
+    yield Condition(
+        g, node, s[axis], total, "eq", f"split sizes on axis {axis}", (g.inputs_of(node)[0],)
+    )
 
 
 def collect(ctx: Context) -> list[Condition]:

@@ -14,7 +14,7 @@ FAMILY = "where-broadcast"
 
 
 def operands(g: GraphCtx, node: onnx.NodeProto) -> Match[tuple[list[str], list[Shape]]]:
-    names = [i for i in node.input if i]
+    names = [i for i in g.inputs_of(node) if i]
     if len(names) < 2:
         return fail("fewer than two operands", node)
     shapes = [g.shape(i) for i in names]
