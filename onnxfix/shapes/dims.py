@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,26 @@ class Sym:
     kind: str
     #: operands (dims, ints, or op parameters such as a conv's stride)
     args: tuple[Any, ...]
+    #: True if the dim is (a function of) a named input symbol
+    varies: bool = field(init=False, compare=False)
+    _hash: int = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # both are asked of every dim of every value: computed once, from the operands'
+        # own (a dataclass hash walks the whole expression each time it is asked)
+        k = self.kind
+        varies = k == "sym" or (
+            k != "unk" and any(isinstance(x, Sym) and x.varies for x in self.args)
+        )
+        object.__setattr__(self, "varies", varies)
+        object.__setattr__(self, "_hash", hash((k, self.args)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # rebuilt, not restored: a string's hash differs between interpreters
+        return (Sym, (self.kind, self.args))
 
     def __repr__(self) -> str:
         # what dataclass would write, without its recursion guard: normal forms sort their
@@ -62,23 +82,9 @@ class Sym:
             return f"conv({a[0]};k={a[1]},s={a[2]})"
         return f"{k}({', '.join(map(str, a))})"
 
-    @property
-    def varies(self) -> bool:
-        """True if the dim is (a function of) a named input symbol."""
-        return _varies(self)
-
 
 Dim = int | Sym
 Shape = tuple[Dim, ...]
-
-
-@functools.lru_cache(maxsize=65536)
-def _varies(d: Sym) -> bool:
-    if d.kind == "sym":
-        return True
-    if d.kind == "unk":
-        return False
-    return any(isinstance(x, Sym) and _varies(x) for x in d.args)
 
 
 #: the same sums and products recur at every layer of a model (a Reshape's element count
