@@ -21,6 +21,7 @@ import onnx.defs
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
 
 if TYPE_CHECKING:
+    from onnxfix.io import NodeTable
     from onnxfix.shapes.conditions import Condition, Verdict
 
 #: derived dims rendered longer than this get a short name and a definition
@@ -306,8 +307,11 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, s
         return None, strict, text.splitlines()[0][:300] if text else repr(exc)
 
 
-def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
-    """Analyse ``model`` (which is only read, never changed)."""
+def build(
+    model: onnx.ModelProto, contract: object | None = None, table: NodeTable | None = None
+) -> Context:
+    """Analyse ``model`` (which is only read, never changed).  ``table``: its main graph's
+    nodes as :func:`onnxfix.io.load` read them, if the model was not edited since."""
     inferred, strict_err, err = infer(model)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graphs: list[GraphCtx] = []
@@ -322,11 +326,13 @@ def build(model: onnx.ModelProto, contract: object | None = None) -> Context:
         prop = Propagator(
             g, _value_infos(ig) if ig is not None else {}, parent.shapes if parent else None, opset
         )
-        gc = GraphCtx(g, path, prop, parent, route=route, nodes=list(g.node))
-        nested = []  # one walk over the protobuf; everything after reads these lists
+        rows = table if g is model.graph and table is not None else None
+        if rows is None:  # one walk over the protobuf; everything after reads these lists
+            rows = [(n, tuple(n.input), tuple(n.output), n.op_type, n.domain) for n in g.node]
+        gc = GraphCtx(g, path, prop, parent, route=route, nodes=[r[0] for r in rows])
+        nested = []
         producers, consumers, op_index = gc.producers, gc.consumers, gc.op_index
-        for k, n in enumerate(gc.nodes):
-            ins, outs, op, domain = tuple(n.input), tuple(n.output), n.op_type, n.domain
+        for k, (n, ins, outs, op, domain) in enumerate(rows):
             gc.ins.append(ins)
             gc.outs.append(outs)
             gc.position[id(n)] = k

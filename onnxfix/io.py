@@ -44,6 +44,8 @@ class LoadedModel:
     external_files: list[Path] = field(default_factory=list)
     #: their locations as the model names them (relative to its folder)
     locations: list[str] = field(default_factory=list)
+    #: the main graph's nodes as read at load (valid while the model is not edited)
+    table: NodeTable | None = None
 
     @property
     def uses_external_data(self) -> bool:
@@ -194,12 +196,13 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     if model.ir_version <= 0:
         raise ModelError(p, "is not an ONNX model (no IR version)")
     tensors: list[onnx.TensorProto] = []
-    bad = _scan(model, tensors)
+    table: NodeTable = []
+    bad = _scan(model, tensors, table)
     if bad is not None:
         raise ModelError(p, bad)
     external = validate_external_data(model, p, tensors)
     locations = sorted({_external_info(t)["location"] for t in tensors})
-    return LoadedModel(path=p, model=model, external_files=external, locations=locations)
+    return LoadedModel(p, model, external, locations, table)
 
 
 def _negative_dims(
@@ -235,7 +238,14 @@ def inference_safe(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _scan(model: onnx.ModelProto, external: list[onnx.TensorProto]) -> str | None:
+#: (node, inputs, outputs, op type, domain) per node of a graph, as read by the scan: the
+#: analysis of the model as loaded starts from these instead of reading every node again
+NodeTable = list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]]
+
+
+def _scan(
+    model: onnx.ModelProto, external: list[onnx.TensorProto], table: NodeTable | None = None
+) -> str | None:
     """One walk over the whole model before any analysis: the first problem that makes it
     unusable, or None; the tensors with external data are appended to ``external``.
 
@@ -251,14 +261,16 @@ def _scan(model: onnx.ModelProto, external: list[onnx.TensorProto]) -> str | Non
     """
     if not all(isinstance(o.domain, str) for o in model.opset_import):
         return "is corrupted: an opset domain is not valid UTF-8 text"
-    return _scan_graph(model.graph, external)
+    return _scan_graph(model.graph, external, table)
 
 
 def _text(*values: object) -> bool:
     return all(isinstance(v, str) for v in values)
 
 
-def _scan_graph(g: onnx.GraphProto, external: list[onnx.TensorProto]) -> str | None:  # noqa: C901 - every name-like field and stored tensor of a graph
+def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a graph
+    g: onnx.GraphProto, external: list[onnx.TensorProto], table: NodeTable | None = None
+) -> str | None:
     corrupt = "is corrupted: {} is not valid UTF-8 text"
     for vi in (*g.input, *g.output, *g.value_info):
         if not isinstance(vi.name, str):
@@ -282,12 +294,13 @@ def _scan_graph(g: onnx.GraphProto, external: list[onnx.TensorProto]) -> str | N
             if t.data_location == onnx.TensorProto.EXTERNAL:
                 external.append(t)
     for n in g.node:
+        ins, outs, op, domain = tuple(n.input), tuple(n.output), n.op_type, n.domain
         try:  # join refuses bytes in C: the common case costs one call per field
-            "".join((n.name, n.op_type, n.domain))
-            "".join(n.input)
-            "".join(n.output)
+            "".join((n.name, op, domain, *ins, *outs))
         except TypeError:
             return corrupt.format("a node's name, type or value names")
+        if table is not None:
+            table.append((n, ins, outs, op, domain))
         for prop in n.metadata_props:
             if not _text(prop.key, prop.value):
                 return corrupt.format(f"metadata of node '{n.name}'")

@@ -13,8 +13,10 @@ Steps, each returning new detections (findings are frozen):
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,15 +38,33 @@ class LintResult:
         return [f for f in self.findings if f.severity == Severity.ERROR]
 
 
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector paused while a model is analysed.  The analysis makes
+    millions of small objects and next to no cycles: on a 100k-node graph the collector
+    ran eight full passes that freed nothing and cost 0.75 s of 4.7 s (measured).  What
+    cycles there are wait for the next collection after the analysis."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def analyse(
     model: onnx.ModelProto,
     rules: Iterable[Rule[Any]] | None = None,
     contract: contracts.Contract | None = None,
+    table: io.NodeTable | None = None,
 ) -> tuple[list[Detection], context.Context]:
-    """Detections of ``rules`` (default: all) on ``model``, which is only read."""
-    ctx = context.build(model, contract)
-    chosen = list(rules if rules is not None else registry.all_rules())
-    found = [d for rule in chosen for d in rule.detect(ctx)]
+    """Detections of ``rules`` (default: all) on ``model``, which is only read (``table``:
+    its nodes as loaded, see :func:`onnxfix.context.build`)."""
+    with gc_paused():
+        ctx = context.build(model, contract, table)
+        chosen = list(rules if rules is not None else registry.all_rules())
+        found = [d for rule in chosen for d in rule.detect(ctx)]
     # A rule that explains a selected rule's finding better (WB102 for WB101/WB103) still
     # suppresses it when it was not selected: ignoring WB102 must not turn the same node
     # into a WB103 warning.  Its own findings are not reported.
@@ -139,8 +159,9 @@ def lint_model(
     model: onnx.ModelProto,
     rules: Iterable[Rule[Any]] | None = None,
     contract: contracts.Contract | None = None,
+    table: io.NodeTable | None = None,
 ) -> tuple[list[Finding], context.Context]:
-    found, ctx = analyse(model, rules, contract)
+    found, ctx = analyse(model, rules, contract, table)
     return [d.finding for d in found], ctx
 
 
@@ -156,11 +177,16 @@ def lint(
     ``expect`` is an interface contract (a file, a built-in profile name, or a
     :class:`~onnxfix.contracts.Contract`) checked by rule TG201.
     """
+    table = None
     if isinstance(path, onnx.ModelProto):
         model, label = path, "<model>"
     else:
-        model, label = io.load(path).model, str(path)
-    findings, ctx = lint_model(model, registry.select(select, ignore), contracts.resolve(expect))
+        with gc_paused():
+            loaded = io.load(path)
+        model, label, table = loaded.model, str(path), loaded.table
+    findings, ctx = lint_model(
+        model, registry.select(select, ignore), contracts.resolve(expect), table
+    )
     notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
     return LintResult(label, findings, notes)
 
