@@ -577,7 +577,7 @@ def _busy(message: str) -> Iterator[None]:
     started = time.monotonic()
     now = {"phase": ""}
     done = threading.Event()
-    with Console(stderr=True).status(message) as status:
+    with Console(stderr=True, markup=False, emoji=False, highlight=False).status(message) as status:
 
         def show() -> None:
             phase = f": {now['phase']}" if now["phase"] else ""

@@ -296,3 +296,19 @@ def test_workers_split_by_bytes_and_a_dead_worker_is_made_up_for(tmp_path: Path)
     got = cli._in_workers(fine, paths, 2)
     assert [p for p, _ in got] == paths
     assert [here for _, here in got] == [i in shares[0] for i in range(6)]
+
+
+def test_names_are_printed_as_they_are(cli, tmp_path: Path) -> None:
+    """A node named with rich's emoji or markup syntax is printed literally (it was shown
+    as a smiley)."""
+    import onnx
+
+    from tests.models import mask_where
+
+    m = mask_where(["B", "T", 4], 2, 17)
+    m.graph.node[0].name = ":smile: [bold]x[/bold]"
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    res = cli("lint", str(path))
+    assert res.returncode == 1
+    assert ":smile: [bold]x[/bold]" in res.stdout, res.stdout

@@ -45,9 +45,10 @@ def _console() -> Any:
     elif Options.color == "never":
         kwargs["no_color"] = True
         kwargs["color_system"] = None
-    console = Console(highlight=False, markup=False, **kwargs)
+    console = Console(highlight=False, markup=False, emoji=False, **kwargs)
     # on a terminal long lines wrap at word boundaries; piped, one finding stays one line
-    # (grep-able). markup off: messages carry names and PyTorch code (`x[mask] = v`)
+    # (grep-able). markup and emoji codes off: messages carry names and PyTorch code
+    # (`x[mask] = v`), and a node named ':smile:' is not a smiley
     console.soft_wrap = not console.is_terminal
     return _SafeConsole(console)
 
