@@ -299,16 +299,18 @@ def test_workers_split_by_bytes_and_a_dead_worker_is_made_up_for(tmp_path: Path)
 
 
 def test_names_are_printed_as_they_are(cli, tmp_path: Path) -> None:
-    """A node named with rich's emoji or markup syntax is printed literally (it was shown
-    as a smiley)."""
+    """Names with rich's emoji or markup syntax are printed literally: a file named
+    ':smile:.onnx' was shown with a smiley."""
     import onnx
 
     from tests.models import mask_where
 
     m = mask_where(["B", "T", 4], 2, 17)
-    m.graph.node[0].name = ":smile: [bold]x[/bold]"
-    path = tmp_path / "m.onnx"
+    m.graph.node[0].name = "/:smile:/[bold]x[/bold]/Where"  # its scope line too
+    path = tmp_path / ":smile:[b].onnx"
     onnx.save(m, str(path))
     res = cli("lint", str(path))
     assert res.returncode == 1
-    assert ":smile: [bold]x[/bold]" in res.stdout, res.stdout
+    lines = res.stdout.splitlines()
+    assert lines[0] == str(path), lines
+    assert "PyTorch scope: :smile:/[bold]x[/bold]" in res.stdout, res.stdout
