@@ -347,7 +347,7 @@ def build(
                 if i:
                     consumers.setdefault(i, []).append(n)
         # subgraph inputs (loop counters, scan slices) come from the graph itself
-        prop.run(zip(gc.nodes, gc.ins, gc.outs))
+        prop.run(rows)
         graphs.append(gc)
         inodes = list(ig.node) if ig is not None and nested else []
         for k in nested:

@@ -54,7 +54,7 @@ def _dt0(p: Propagator, c: OpCall) -> int:
 
 def unknown(p: Propagator, c: OpCall) -> None:
     """No rule for this op (or a custom domain): ONNX's inferred shapes, if any."""
-    for o in c.node.output:
+    for o in c.outs:
         p.set(o, None)
 
 
@@ -149,7 +149,7 @@ SAME_SHAPE = {
 
 @handles(*SAME_SHAPE)
 def _same_shape(p: Propagator, c: OpCall) -> None:
-    op = c.node.op_type
+    op = c.op
     v = p.value(c.ins[0]) if op in ("Identity", "Cast", "CastLike", "Neg") else None
     if op == "Neg" and v is not None:
         v = tuple(d_mul(-1, x) for x in v)
@@ -159,7 +159,7 @@ def _same_shape(p: Propagator, c: OpCall) -> None:
     elif op == "CastLike":
         dtype = p.dtype(c.ins[1])
     p.set(c.out, c.s0, v, p.is_scalar(c.ins[0]), dtype)
-    for extra in c.node.output[1:]:
+    for extra in c.outs[1:]:
         p.set(extra, None)
 
 
@@ -211,7 +211,7 @@ def _elementwise(vals: Sequence[tuple[Dim, ...] | None]) -> list[tuple[Dim, ...]
 
 @handles(*BROADCAST_OPS)
 def _broadcasting(p: Propagator, c: OpCall) -> None:
-    op = c.node.op_type
+    op = c.op
     known = [s for s in c.shapes if s is not None]
     res = broadcast(known).shape if len(known) == len([i for i in c.ins if i]) else None
     value: list[Dim] | None = None

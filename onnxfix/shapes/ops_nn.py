@@ -149,7 +149,7 @@ def _conv_transpose(p: Propagator, c: OpCall) -> None:
     "ArgMin",
 )
 def _reduce(p: Propagator, c: OpCall) -> None:
-    s0, op = c.s0, c.node.op_type
+    s0, op = c.s0, c.op
     if s0 is None:
         p.set(c.out, None)
         return

@@ -49,14 +49,17 @@ _NP_INT: dict[int, type] = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class OpCall:
-    """What a handler needs about one node: inputs, their shapes, first output."""
+    """What a handler needs about one node: inputs, their shapes, outputs, op type (read
+    from the protobuf once, by the context)."""
 
     node: onnx.NodeProto
     ins: list[str]
     shapes: list[Shape | None]
     out: str
+    outs: tuple[str, ...] = ()
+    op: str = ""
 
     @property
     def s0(self) -> Shape | None:
@@ -251,11 +254,12 @@ class Propagator:
 
     def run(
         self,
-        rows: Iterable[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...]]] | None = None,
+        rows: Iterable[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]]
+        | None = None,
     ) -> None:
-        """One pass in graph order.  ``rows`` are (node, inputs, outputs) already read from
-        the protobuf (the context reads them once for everything); by default they are read
-        here."""
+        """One pass in graph order.  ``rows`` are (node, inputs, outputs, op type, domain)
+        already read from the protobuf (the context reads them once for everything); by
+        default they are read here."""
         from onnxfix.shapes.ops import HANDLERS, unknown
 
         g = self.graph
@@ -277,18 +281,23 @@ class Propagator:
             if len(init.dims) <= 1 and math.prod(init.dims) <= MAX_VALUE:
                 self.const(init.name)  # small 1-D ints are shape values (Reshape targets)
         if rows is None:
-            rows = ((n, tuple(n.input), tuple(n.output)) for n in g.node)
+            rows = ((n, tuple(n.input), tuple(n.output), n.op_type, n.domain) for n in g.node)
         producers, seeded, shape = self.producers, self.seeded, self.shape
-        for node, ins, outs in rows:
+        for node, ins, outs, op, domain in rows:
             for o in outs:
                 producers[o] = node
             if seeded and outs and all(o in seeded for o in outs):
                 continue
             call = OpCall(
-                node, list(ins), [shape(i) if i else None for i in ins], outs[0] if outs else ""
+                node,
+                list(ins),
+                [shape(i) if i else None for i in ins],
+                outs[0] if outs else "",
+                outs,
+                op,
             )
             handler: Callable[[Propagator, OpCall], None] = (
-                HANDLERS.get(node.op_type, unknown) if node.domain in ("", "ai.onnx") else unknown
+                HANDLERS.get(op, unknown) if domain in ("", "ai.onnx") else unknown
             )
             try:
                 handler(self, call)
