@@ -74,7 +74,14 @@ class BroadcastConditional(Rule[None]):
             if not got:
                 continue
             names, shapes = got.get()
-            desc = ", ".join(f"'{n}' {ctx.fmt(s)}" for n, s in zip(names, shapes))
+            check = broadcast(shapes)
+            # described only where it may be reported: formatting every broadcast op's
+            # shapes was most of this rule's time
+            desc = (
+                ", ".join(f"'{n}' {ctx.fmt(s)}" for n, s in zip(names, shapes))
+                if id(node) in pinned or not check.ok
+                else ""
+            )
             if id(node) in pinned:
                 cond, v = pinned[id(node)]
                 yield self.report(
@@ -95,7 +102,6 @@ class BroadcastConditional(Rule[None]):
                     severity=Severity.ERROR,
                 )
                 continue
-            check = broadcast(shapes)
             if check.ok or check.concrete or not _varying_vs_fixed(check):
                 continue
             # decided conditions (always, a relation between inputs, most sizes) say nothing
