@@ -274,7 +274,9 @@ def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
                 yield f"{a.name}[{i}]", g
 
 
-def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, str | None]:
+def infer(
+    model: onnx.ModelProto, table: NodeTable | None = None
+) -> tuple[onnx.ModelProto | None, str | None, str | None]:
     """ONNX shape inference: (inferred model, strict-mode error, error of the fallback).
 
     Strict mode with type checks runs first, because what it rejects onnxruntime
@@ -286,7 +288,7 @@ def infer(model: onnx.ModelProto) -> tuple[onnx.ModelProto | None, str | None, s
     """
     from onnxfix.io import inference_safe
 
-    model = inference_safe(model)
+    model = inference_safe(model, table)
     try:
         return (
             onnx.shape_inference.infer_shapes(
@@ -312,7 +314,7 @@ def build(
 ) -> Context:
     """Analyse ``model`` (which is only read, never changed).  ``table``: its main graph's
     nodes as :func:`onnxfix.io.load` read them, if the model was not edited since."""
-    inferred, strict_err, err = infer(model)
+    inferred, strict_err, err = infer(model, table)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graphs: list[GraphCtx] = []
 
@@ -326,8 +328,10 @@ def build(
         prop = Propagator(
             g, _value_infos(ig) if ig is not None else {}, parent.shapes if parent else None, opset
         )
-        rows = table if g is model.graph and table is not None else None
-        if rows is None:  # one walk over the protobuf; everything after reads these lists
+        rows: list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]]
+        if g is model.graph and table is not None:
+            rows = table
+        else:  # one walk over the protobuf; everything after reads these lists
             rows = [(n, tuple(n.input), tuple(n.output), n.op_type, n.domain) for n in g.node]
         gc = GraphCtx(g, path, prop, parent, route=route, nodes=[r[0] for r in rows])
         nested = []

@@ -196,7 +196,7 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     if model.ir_version <= 0:
         raise ModelError(p, "is not an ONNX model (no IR version)")
     tensors: list[onnx.TensorProto] = []
-    table: NodeTable = []
+    table = NodeTable()
     bad = _scan(model, tensors, table)
     if bad is not None:
         raise ModelError(p, bad)
@@ -224,12 +224,13 @@ def has_negative_dims(model: onnx.ModelProto) -> bool:
     return next(_negative_dims(model.graph), None) is not None
 
 
-def inference_safe(model: onnx.ModelProto) -> onnx.ModelProto:
+def inference_safe(model: onnx.ModelProto, table: NodeTable | None = None) -> onnx.ModelProto:
     """``model`` as ONNX's shape inference may see it: a declared ``-1`` dim (Paddle2ONNX's
     "dynamic") that reaches a Slice aborts the whole process in onnx 1.23 (a failed C++
     assertion: no exception to catch), so such dims become unknown in a copy.  The
-    model itself is returned when it has none (no copy)."""
-    if not has_negative_dims(model):
+    model itself is returned when it has none (no copy).  ``table``: the model's scan at
+    load, which already knows."""
+    if not (table.minus_one if table is not None else has_negative_dims(model)):
         return model
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
@@ -240,7 +241,11 @@ def inference_safe(model: onnx.ModelProto) -> onnx.ModelProto:
 
 #: (node, inputs, outputs, op type, domain) per node of a graph, as read by the scan: the
 #: analysis of the model as loaded starts from these instead of reading every node again
-NodeTable = list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]]
+class NodeTable(list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]]):
+    #: whether some declared dim, in any graph, is -1 (Paddle2ONNX's "dynamic"): ONNX's
+    #: inference then needs a copy without them (:func:`inference_safe`), and the scan
+    #: already looked at every dim
+    minus_one: bool = False
 
 
 def _scan(
@@ -269,7 +274,10 @@ def _text(*values: object) -> bool:
 
 
 def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a graph
-    g: onnx.GraphProto, external: list[onnx.TensorProto], table: NodeTable | None = None
+    g: onnx.GraphProto,
+    external: list[onnx.TensorProto],
+    table: NodeTable | None = None,
+    main: bool = True,
 ) -> str | None:
     corrupt = "is corrupted: {} is not valid UTF-8 text"
     for vi in (*g.input, *g.output, *g.value_info):
@@ -278,10 +286,14 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
         for axis, d in enumerate(vi.type.tensor_type.shape.dim):
             if not isinstance(d.dim_param, str):
                 return corrupt.format(f"a dim name of '{vi.name}'")
-            if d.dim_value < -1:
-                return (
-                    f"is invalid: '{vi.name}' declares dim {d.dim_value} at axis {axis} (negative)"
-                )
+            if d.dim_value < 0:
+                if d.dim_value < -1:
+                    return (
+                        f"is invalid: '{vi.name}' declares dim {d.dim_value} at axis {axis} "
+                        "(negative)"
+                    )
+                if table is not None:
+                    table.minus_one = True
     for t in g.initializer:
         if not isinstance(t.name, str):
             return corrupt.format("an initializer name")
@@ -299,7 +311,7 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
             "".join((n.name, op, domain, *ins, *outs))
         except TypeError:
             return corrupt.format("a node's name, type or value names")
-        if table is not None:
+        if table is not None and main:
             table.append((n, ins, outs, op, domain))
         for prop in n.metadata_props:
             if not _text(prop.key, prop.value):
@@ -317,7 +329,7 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
             subs = [a.g] if a.HasField("g") else []
             subs += a.graphs
             for sub in subs:
-                found = _scan_graph(sub, external)
+                found = _scan_graph(sub, external, table, False)
                 if found:
                     return found
     return None

@@ -177,17 +177,20 @@ def lint(
     ``expect`` is an interface contract (a file, a built-in profile name, or a
     :class:`~onnxfix.contracts.Contract`) checked by rule TG201.
     """
-    table = None
-    if isinstance(path, onnx.ModelProto):
-        model, label = path, "<model>"
-    else:
-        with gc_paused():
+    rules, contract = registry.select(select, ignore), contracts.resolve(expect)
+    with gc_paused():
+        if isinstance(path, onnx.ModelProto):
+            findings, ctx = lint_model(path, rules, contract)
+            label = "<model>"
+        else:
             loaded = io.load(path)
-        model, label, table = loaded.model, str(path), loaded.table
-    findings, ctx = lint_model(
-        model, registry.select(select, ignore), contracts.resolve(expect), table
-    )
-    notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
+            findings, ctx = lint_model(loaded.model, rules, contract, loaded.table)
+            label = str(path)
+            del loaded
+        notes = [f"shape inference failed: {ctx.inference_error}"] if ctx.inference_error else []
+        # the analysis is let go before the collector resumes: otherwise its first pass
+        # walks millions of live objects that refcounting is about to free anyway
+        del ctx
     return LintResult(label, findings, notes)
 
 

@@ -355,3 +355,18 @@ def test_repair_with_nothing_to_fix_copies_nothing(tmp_path: Path, cli) -> None:
     res = cli("repair", str(fixed), str(out_dir / "o.onnx"))
     assert res.returncode == 0, res.stderr
     assert os.listdir(out_dir) == []
+
+
+def test_the_scan_knows_whether_inference_needs_a_safe_copy(tmp_path: Path) -> None:
+    """A declared -1 dim anywhere (here in a Loop body) makes ONNX's inference run on a
+    copy without it; the load-time scan tells, so the analysis need not walk again."""
+    path = tmp_path / "m.onnx"
+    onnx.save(_loop_model(body_dim=-1), str(path))
+    loaded = io.load(path)
+    assert loaded.table is not None and loaded.table.minus_one
+    assert io.inference_safe(loaded.model, loaded.table) is not loaded.model
+    onnx.save(_loop_model(), str(path))
+    loaded = io.load(path)
+    assert loaded.table is not None and not loaded.table.minus_one
+    assert io.inference_safe(loaded.model, loaded.table) is loaded.model
+    assert [r[3] for r in loaded.table] == ["Loop"]  # the main graph's nodes only
