@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,13 @@ def aligned(shapes: Sequence[Sequence[Dim]]) -> Iterator[tuple[int, list[Dim]]]:
 
 
 def broadcast(shapes: Sequence[Sequence[Dim]]) -> BroadcastCheck:
+    """Broadcast ``shapes`` together.  Memoised: the same operand shapes recur in every
+    layer, and the propagator, the conditions and two rules each ask for them."""
+    return _broadcast(tuple(tuple(s) for s in shapes))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _broadcast(shapes: tuple[tuple[Dim, ...], ...]) -> BroadcastCheck:
     out: list[Dim] = []
     conflicts = []
     concrete = False

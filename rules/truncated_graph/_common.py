@@ -57,8 +57,10 @@ def dead_nodes(ctx: Context, g: GraphCtx) -> list[onnx.NodeProto]:
             live.update(sub.consumers)
             live.update(o.name for o in sub.graph.output)
     alive = [False] * len(g.nodes)
+    live.discard("")  # an unused optional output ("") keeps nothing alive
     for k in range(len(g.nodes) - 1, -1, -1):
-        if any(o in live for o in g.outs[k] if o):
+        if not live.isdisjoint(g.outs[k]):
             alive[k] = True
-            live.update(i for i in g.ins[k] if i)
+            live.update(g.ins[k])
+            live.discard("")
     return [n for n, keep in zip(g.nodes, alive) if not keep]
