@@ -70,7 +70,15 @@ def iter_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
 
 
 def _external_info(tensor: onnx.TensorProto) -> dict[str, str]:
+    """A tensor's external-data entries; a key given twice keeps its last value, as
+    ``onnx`` and onnxruntime read it."""
     return {e.key: e.value for e in tensor.external_data}
+
+
+def _locations(tensors: list[onnx.TensorProto]) -> list[str]:
+    """The data files ``tensors`` are read from, as validated and as readers see them (an
+    earlier ``location`` entry of the same tensor is not one of them)."""
+    return sorted({loc for t in tensors if (loc := _external_info(t).get("location"))})
 
 
 def _check_regular_input(path: Path) -> None:
@@ -91,9 +99,7 @@ def _check_regular_input(path: Path) -> None:
 
 
 def validate_external_data(
-    model: onnx.ModelProto,
-    model_path: Path,
-    tensors: list[onnx.TensorProto] | None = None,
+    model: onnx.ModelProto, model_path: Path, tensors: list[onnx.TensorProto]
 ) -> list[Path]:
     """Check every external-data reference and return the files they name.
 
@@ -102,15 +108,11 @@ def validate_external_data(
     offset/length must lie inside it.  Only ``stat`` is used: no weight bytes
     are read here.  Each distinct location is resolved and stat'ed once (a model
     names one file from hundreds of tensors).  ``tensors``: the model's tensors with
-    external data, when a walk already found them.
+    external data (:func:`load`'s walk finds them).
     """
     base = model_path.resolve().parent
     files: dict[Path, int] = {}
     sizes: dict[str, tuple[Path, int]] = {}  # location -> (resolved file, size)
-    if tensors is None:
-        tensors = [
-            t for t in iter_tensors(model.graph) if t.data_location == onnx.TensorProto.EXTERNAL
-        ]
     for tensor in tensors:
         info = _external_info(tensor)
         loc = info.get("location", "")
@@ -201,8 +203,7 @@ def load(path: str | os.PathLike[str]) -> LoadedModel:
     if bad is not None:
         raise ModelError(p, bad)
     external = validate_external_data(model, p, tensors)
-    locations = sorted({_external_info(t)["location"] for t in tensors})
-    return LoadedModel(p, model, external, locations, table)
+    return LoadedModel(p, model, external, _locations(tensors), table)
 
 
 def _negative_dims(
@@ -485,7 +486,7 @@ def _stage_weights(
             moved.unlink()
             del tmp_data[moved.name]
     external += (t for t in iter_tensors(model.graph) if t.data_location == _EXTERNAL)
-    locations = sorted({e.value for t in external for e in t.external_data if e.key == "location"})
+    locations = _locations(external)
     for loc in locations:
         if loc in tmp_data:  # written here from memory (externalize)
             continue
@@ -686,11 +687,15 @@ def _copy_for_external(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _relocate(tensors: list[onnx.TensorProto], moves: dict[str, str]) -> None:
-    """Point the external-data locations of ``tensors`` at their new names."""
+    """Point the external-data locations of ``tensors`` at their new names (every
+    ``location`` entry of a tensor, so none is left naming another file)."""
     for tensor in tensors:
+        new = moves.get(_external_info(tensor).get("location", ""))
+        if new is None:
+            continue
         for entry in tensor.external_data:
-            if entry.key == "location" and entry.value in moves:
-                entry.value = moves[entry.value]
+            if entry.key == "location":
+                entry.value = new
 
 
 _EXTERNAL = onnx.TensorProto.EXTERNAL

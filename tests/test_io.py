@@ -370,3 +370,33 @@ def test_the_scan_knows_whether_inference_needs_a_safe_copy(tmp_path: Path) -> N
     assert loaded.table is not None and not loaded.table.minus_one
     assert io.inference_safe(loaded.model, loaded.table) is loaded.model
     assert [r[3] for r in loaded.table] == ["Loop"]  # the main graph's nodes only
+
+
+def test_an_earlier_location_entry_is_never_read(tmp_path: Path, cli) -> None:
+    """A tensor whose external data names a location twice is read from the last one (as
+    onnx and onnxruntime read it, and as it was validated); repair used to copy the file
+    the first one named, from outside the model folder, into the output folder."""
+    (tmp_path / "secret.bin").write_bytes(b"SECRET-OUTSIDE-THE-MODEL-FOLDER")
+    (tmp_path / "m").mkdir()
+    path = _with_external(tmp_path / "m")
+    m = onnx.load(str(path), load_external_data=False)
+    for t in m.graph.initializer:
+        if t.data_location == TensorProto.EXTERNAL:
+            entries = [(e.key, e.value) for e in t.external_data]
+            del t.external_data[:]
+            t.external_data.add(key="location", value="../secret.bin")
+            for key, value in entries:
+                t.external_data.add(key=key, value=value)
+    path.write_bytes(m.SerializeToString())
+    assert io.load(path).locations == ["w.data"]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    res = cli("repair", str(path), str(out_dir / "fixed.onnx"), "--no-verify")
+    assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(out_dir)) == ["fixed.onnx", "fixed.onnx.data"]
+    assert b"SECRET" not in (out_dir / "fixed.onnx.data").read_bytes()
+    fixed = onnx.load(str(out_dir / "fixed.onnx"), load_external_data=False)
+    locs = {
+        e.value for t in fixed.graph.initializer for e in t.external_data if e.key == "location"
+    }
+    assert locs == {"fixed.onnx.data"}
