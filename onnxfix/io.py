@@ -24,6 +24,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
+from onnxfix import progress
+
 
 class ModelError(Exception):
     """A model that cannot be used, with a message fit for one line of output."""
@@ -274,6 +276,16 @@ def _text(*values: object) -> bool:
     return all(isinstance(v, str) for v in values)
 
 
+def _stored(t: onnx.TensorProto, external: list[onnx.TensorProto]) -> bool:
+    """Whether a stored tensor's external-data entries are text; appends it to
+    ``external`` if its data is outside the model."""
+    if not _text(*(x for e in t.external_data for x in (e.key, e.value))):
+        return False
+    if t.data_location == _EXTERNAL:
+        external.append(t)
+    return True
+
+
 def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a graph
     g: onnx.GraphProto,
     external: list[onnx.TensorProto],
@@ -298,10 +310,8 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
     for t in g.initializer:
         if not isinstance(t.name, str):
             return corrupt.format("an initializer name")
-        if not _text(*(x for e in t.external_data for x in (e.key, e.value))):
+        if not _stored(t, external):
             return corrupt.format(f"the external data entry of '{t.name}'")
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            external.append(t)
     for sparse in g.sparse_initializer:
         for t in (sparse.values, sparse.indices):
             if t.data_location == onnx.TensorProto.EXTERNAL:
@@ -323,10 +333,8 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
             tensors = [a.t] if a.HasField("t") else []
             tensors += a.tensors
             for t in tensors:
-                if not _text(*(x for e in t.external_data for x in (e.key, e.value))):
+                if not _stored(t, external):
                     return corrupt.format(f"the external data entry of '{t.name}'")
-                if t.data_location == onnx.TensorProto.EXTERNAL:
-                    external.append(t)
             subs = [a.g] if a.HasField("g") else []
             subs += a.graphs
             for sub in subs:
@@ -518,7 +526,6 @@ class Staged:
     def __init__(self, sources: dict[str, Path], folder: Path) -> None:
         import threading
 
-        self.folder = folder
         self.sources = dict(sources)
         self.tmp = {loc: _tmp_in(folder, ".data") for loc in self.sources}
         self.done = 0
@@ -552,16 +559,14 @@ class Staged:
         raises the copy's OSError."""
         if loc not in self.tmp:
             return None
-        from onnxfix import progress
 
-        mb = self.total / 2**20
         while True:  # said at least once, then every 0.2 s until the copy is complete
-            progress.phase(f"copying weights ({self.done / 2**20:.0f} of {mb:.0f} MB)")
+            progress.phase(_copying(self.done, self.total))
             if self._copied.wait(0.2):
                 break
         if self.error is not None:
             raise self.error
-        progress.phase(f"copying weights ({self.done / 2**20:.0f} of {mb:.0f} MB)")
+        progress.phase(_copying(self.done, self.total))
         return self.tmp[loc]
 
     def discard(self) -> None:
@@ -583,6 +588,11 @@ class Staged:
 _CHUNK = 64 * 2**20
 
 
+def _copying(done: int, total: int) -> str:
+    """The status line while weights are copied."""
+    return f"copying weights ({done / 2**20:.0f} of {total / 2**20:.0f} MB)"
+
+
 def copy_bytes(
     src: Path,
     dst: Path,
@@ -595,17 +605,14 @@ def copy_bytes(
 
     ``os.copy_file_range`` lets the kernel copy (and a filesystem with reflinks share the
     blocks instead); where it is not offered, ``shutil.copyfile`` (sendfile) does it."""
-    from onnxfix import progress
-
     total = src.stat().st_size
-    mb = total / 2**20
     done = 0
 
     def step(n: int) -> None:
         if report is not None:
             report(n)
         else:
-            progress.phase(f"copying weights ({done / 2**20:.0f} of {mb:.0f} MB)")
+            progress.phase(_copying(done, total))
 
     step(0)
     if not hasattr(os, "copy_file_range"):
