@@ -207,18 +207,17 @@ def _repair(
     result.final = model
     if dry_run or dst is None or (not fixed and not outputs):
         return _diffed(result, original, diff)  # nothing fixed: nothing to write
-    _write(
+    landing = _Landing(
         result,
         loaded,
         original,
-        model,
         run,
         Path(dst),
         Path(reference) if reference else None,
         verify_probe,
-        simplify,
         staged[0] if staged else None,
     )
+    landing.write(model, simplify)
     return _diffed(result, original, diff)
 
 
@@ -232,121 +231,122 @@ def _diffed(result: RepairResult, original: onnx.ModelProto, diff: bool) -> Repa
     return result
 
 
-def _write(
-    result: RepairResult,
-    loaded: io.LoadedModel,
-    original: onnx.ModelProto,
-    model: onnx.ModelProto,
-    run: FixRun,
-    out: Path,
-    reference: Path | None,
-    probe: bool,
-    simplify: bool = False,
-    staged: io.Staged | None = None,
-) -> RepairResult:
-    """Verify the repaired model as it will land and move it into place, or write nothing.
+@dataclass
+class _Landing:
+    """Where a repaired model goes and what it is verified against: one repair's
+    verification and atomic write (:func:`onnxfix.io.write_atomic`), for the repaired
+    model and, with ``--simplify``, for its simplified form first."""
 
-    With ``simplify`` the simplified model is tried first; if onnxsim fails, changes the
-    interface, or its result does not verify or match the unsimplified repair, the
-    unsimplified repair is verified and written instead, and the result says why.
-    """
-    from onnxfix import verify  # imports onnxruntime lazily, inside its functions
+    result: RepairResult
+    loaded: io.LoadedModel
+    original: onnx.ModelProto
+    run: FixRun
+    out: Path
+    reference: Path | None
+    probe: bool
+    #: the weights' copy started when the model was read (a model on disk only)
+    staged: io.Staged | None = None
 
-    result.stale_removed = [str(p) for p in io.remove_stale(out.resolve().parent)]
-    if simplify:
-        from onnxfix import simplify as simplifier
+    def write(self, model: onnx.ModelProto, simplify: bool = False) -> RepairResult:
+        """Verify the repaired model as it will land and move it into place, or write
+        nothing.
 
-        progress.phase("simplifying with onnxsim (weights in memory)")
-        simple = simplifier.simplify(model, loaded)
-        if simple.model is not None:
-            unsimplified = model.SerializeToString()
-            from onnxfix.runner import weights_bytes
+        With ``simplify`` the simplified model is tried first; if onnxsim fails, changes
+        the interface, or its result does not verify or match the unsimplified repair, the
+        unsimplified repair is verified and written instead, and the result says why.
+        """
+        from onnxfix import verify  # imports onnxruntime lazily, inside its functions
 
-            weights = weights_bytes(str(loaded.path), loaded.external_files)
+        result, loaded = self.result, self.loaded
+        result.stale_removed = [str(p) for p in io.remove_stale(self.out.resolve().parent)]
+        if simplify:
+            from onnxfix import simplify as simplifier
 
-            def parity(tmp: Path, rep: verify.Report) -> None:
-                verify.against(
-                    tmp,
-                    loaded.path,
-                    unsimplified,
-                    ctx=run.ctx,
-                    fixed=_fixed(run),
-                    report=rep,
-                    weights=weights,
-                )
+            progress.phase("simplifying with onnxsim (weights in memory)")
+            simple = simplifier.simplify(model, loaded)
+            if simple.model is not None:
+                unsimplified = model.SerializeToString()
+                from onnxfix.runner import weights_bytes
 
-            try:
-                _land(result, loaded, original, simple.model, run, out, reference, probe, parity)
-                result.simplified = simple.summary()
-                result.final = simple.model
-                return result
-            except verify.VerificationError as exc:
-                simple.skipped = f"the simplified model did not verify ({exc})"
-        result.simplify_skipped = simple.skipped
-    try:
-        _land(result, loaded, original, model, run, out, reference, probe, None, staged)
-    except verify.VerificationError as exc:
-        result.error = str(exc)
-    return result
+                weights = weights_bytes(str(loaded.path), loaded.external_files)
+
+                def parity(tmp: Path, rep: verify.Report) -> None:
+                    verify.against(
+                        tmp,
+                        loaded.path,
+                        unsimplified,
+                        ctx=self.run.ctx,
+                        fixed=_fixed(self.run),
+                        report=rep,
+                        weights=weights,
+                    )
+
+                try:
+                    self.land(simple.model, parity)
+                    result.simplified = simple.summary()
+                    result.final = simple.model
+                    return result
+                except verify.VerificationError as exc:
+                    simple.skipped = f"the simplified model did not verify ({exc})"
+            result.simplify_skipped = simple.skipped
+        try:
+            self.land(model, None)
+        except verify.VerificationError as exc:
+            result.error = str(exc)
+        return result
+
+    def land(self, model: onnx.ModelProto, extra: Callable[[Path, Any], None] | None) -> None:
+        """Write ``model`` to ``out`` once it has verified (``extra`` too, if given);
+        raises :class:`onnxfix.verify.VerificationError` and leaves nothing behind
+        otherwise."""
+        from onnxfix import verify
+
+        result, loaded, run = self.result, self.loaded, self.run
+        rep = verify.Report()
+        errors_fixed = sorted({f.rule for f in result.fixed if f.severity == Severity.ERROR})
+        wrong = (
+            f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
+        )
+        rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
+        in_memory = extra is not None  # a simplified model holds its weights in memory
+
+        def check(tmp: Path, data: list[Path]) -> None:
+            verify.verify(
+                loaded.path,
+                self.original,
+                tmp,
+                reference=self.reference,
+                probe=self.probe,
+                report=rep,
+                original_wrong=wrong,
+                changed_outputs=result.changed_outputs,
+                ctx=run.ctx,
+                fixed=_fixed(run),
+                external_files=data,
+            )
+            if extra is not None and self.probe:
+                extra(tmp, rep)
+
+        result.verification = rep
+        io.write_atomic(
+            model,
+            self.out,
+            verify=check,
+            external_from=(
+                loaded.path.resolve().parent
+                if loaded.uses_external_data and not in_memory
+                else None
+            ),
+            externalize=in_memory and loaded.uses_external_data,
+            staged=None if in_memory else self.staged,
+        )
+        result.output, result.written = str(self.out), True
 
 
 def _fixed(run: FixRun) -> list[Any]:
     from onnxfix import verify
 
     return [verify.Fixed(f"{a.finding.rule} at {a.finding.node}", a.dims) for a in run.applied]
-
-
-def _land(
-    result: RepairResult,
-    loaded: io.LoadedModel,
-    original: onnx.ModelProto,
-    model: onnx.ModelProto,
-    run: FixRun,
-    out: Path,
-    reference: Path | None,
-    probe: bool,
-    extra: Callable[[Path, Any], None] | None,
-    staged: io.Staged | None = None,
-) -> None:
-    """Write ``model`` to ``out`` once it has verified (``extra`` too, if given); raises
-    :class:`onnxfix.verify.VerificationError` and leaves nothing behind otherwise."""
-    from onnxfix import verify
-
-    rep = verify.Report()
-    errors_fixed = sorted({f.rule for f in result.fixed if f.severity == Severity.ERROR})
-    wrong = f"it has errors that were fixed: {', '.join(errors_fixed)}" if errors_fixed else None
-    rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
-    in_memory = extra is not None  # a simplified model holds its weights in memory
-
-    def check(tmp: Path, data: list[Path]) -> None:
-        verify.verify(
-            loaded.path,
-            original,
-            tmp,
-            reference=reference,
-            probe=probe,
-            report=rep,
-            original_wrong=wrong,
-            changed_outputs=result.changed_outputs,
-            ctx=run.ctx,
-            fixed=_fixed(run),
-            external_files=data,
-        )
-        if extra is not None and probe:
-            extra(tmp, rep)
-
-    result.verification = rep
-    io.write_atomic(
-        model,
-        out,
-        verify=check,
-        external_from=(
-            loaded.path.resolve().parent if loaded.uses_external_data and not in_memory else None
-        ),
-        externalize=in_memory and loaded.uses_external_data,
-        staged=None if in_memory else staged,
-    )
-    result.output, result.written = str(out), True
 
 
 def _checks(applied: list[Applied]) -> list[tuple[Finding, str]]:
