@@ -406,14 +406,16 @@ def write_atomic(
     out: str | os.PathLike[str],
     *,
     external_from: Path | None = None,
-    verify: Callable[[Path, list[Path]], None] | None = None,
+    verify: Callable[[Path, list[Path], Callable[[], None]], None] | None = None,
     externalize: bool = False,
     staged: Staged | None = None,
 ) -> None:
     """Serialise ``model`` next to ``out`` and move it into place.
 
-    ``verify`` is called with the temporary path and its data files before the rename;
-    if it raises, the temporary files are removed and ``out`` is untouched.
+    ``verify`` is called with the temporary path, its data files and a function that
+    returns once those files are complete (call it before reading the weights: the checks
+    that need only the graph can run while a ``staged`` copy lands), before the rename; if
+    it raises, the temporary files are removed and ``out`` is untouched.
 
     With ``external_from`` the model still points at external data files in
     that folder (its weights were never loaded): each file is copied byte for
@@ -445,7 +447,7 @@ def write_atomic(
         )
         _write_fsync(tmp_model, model.SerializeToString())
         if verify is not None:
-            verify(tmp_model, list(tmp_data.values()))
+            verify(tmp_model, list(tmp_data.values()), staged.wait if staged else _ready)
         if staged is not None:
             staged.finish()  # the copies' fsync ran while the model was verified
         if locations:
@@ -500,7 +502,7 @@ def _stage_weights(
             continue
         if external_from is None:
             raise ModelError(out, "internal error: external data without a source folder")
-        ready = staged.copied(loc) if staged is not None else None
+        ready = staged.target(loc) if staged is not None else None
         if ready is not None and ready.parent == folder:
             tmp_data[loc] = ready
         else:
@@ -509,6 +511,10 @@ def _stage_weights(
             copy_bytes(external_from / loc, tmp)
     _relocate(external, {loc: tmp_data[loc].name for loc in locations})
     return locations
+
+
+def _ready() -> None:
+    """Data files written here are complete as soon as they are named."""
 
 
 class Staged:
@@ -554,12 +560,14 @@ class Staged:
     def _count(self, n: int) -> None:
         self.done += n
 
-    def copied(self, loc: str) -> Path | None:
-        """The temporary copy of ``loc`` once complete (None if it is not staged here);
-        raises the copy's OSError."""
-        if loc not in self.tmp:
-            return None
+    def target(self, loc: str) -> Path | None:
+        """The temporary file ``loc`` is copied to (None if it is not staged here); it is
+        complete once :meth:`wait` returns."""
+        return self.tmp.get(loc)
 
+    def wait(self) -> None:
+        """Return once every copy is complete (not yet flushed); raises the copy's
+        OSError."""
         while True:  # said at least once, then every 0.2 s until the copy is complete
             progress.phase(_copying(self.done, self.total))
             if self._copied.wait(0.2):
@@ -567,7 +575,6 @@ class Staged:
         if self.error is not None:
             raise self.error
         progress.phase(_copying(self.done, self.total))
-        return self.tmp[loc]
 
     def discard(self) -> None:
         """Stop copying and remove the temporary files that were not moved into place."""
@@ -579,6 +586,7 @@ class Staged:
 
     def finish(self) -> None:
         """Wait until every copy is on disk; raises the copy's OSError."""
+        self.wait()
         self._thread.join()
         if self.error is not None:
             raise self.error

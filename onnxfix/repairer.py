@@ -310,7 +310,7 @@ class _Landing:
         rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
         in_memory = extra is not None  # a simplified model holds its weights in memory
 
-        def check(tmp: Path, data: list[Path]) -> None:
+        def check(tmp: Path, data: list[Path], ready: Callable[[], None]) -> None:
             verify.verify(
                 loaded.path,
                 self.original,
@@ -323,6 +323,7 @@ class _Landing:
                 ctx=run.ctx,
                 fixed=_fixed(run),
                 external_files=data,
+                ready=ready,
             )
             if extra is not None and self.probe:
                 extra(tmp, rep)

@@ -207,8 +207,12 @@ def verify(
     ctx: Any = None,
     fixed: Sequence[Fixed] = (),
     external_files: Sequence[Path] = (),
+    ready: Callable[[], None] | None = None,
 ) -> Report:
     """Verify the model written at ``candidate_path``; raise :class:`VerificationError`.
+
+    ``ready`` returns once ``external_files`` are complete: the checks that read only the
+    graph run before it is called (while the weights are still being copied).
 
     ``original_wrong`` says why the original's outputs cannot be the reference (an
     error was fixed: it fails, or runs and returns the wrong thing).  ``ctx`` is the
@@ -220,6 +224,8 @@ def verify(
         if not probe:
             rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
             return rep
+        if ready is not None:
+            ready()
         _probe(
             original_path,
             cand,

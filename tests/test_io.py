@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_failed_verification_leaves_nothing(tmp_path: Path) -> None:
     m = mask_where(["B", "T", 4], 2, 17)
     out = tmp_path / "o.onnx"
 
-    def boom(_tmp: Path, _data: list[Path]) -> None:
+    def boom(_tmp: Path, _data: list[Path], _ready: Callable[[], None]) -> None:
         raise RuntimeError("verification said no")
 
     with pytest.raises(RuntimeError):
@@ -276,7 +277,7 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
     out_dir.mkdir()
     out = out_dir / "o.onnx"
 
-    def boom(_tmp: Path, data: list[Path]) -> None:
+    def boom(_tmp: Path, data: list[Path], _ready: Callable[[], None]) -> None:
         assert [p.parent for p in data] == [out_dir]
         raise RuntimeError("verification said no")
 
@@ -291,10 +292,14 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
     assert os.listdir(out_dir) == []
 
     seen: list[list[Path]] = []
+
+    def complete_when_ready(_tmp: Path, data: list[Path], ready: Callable[[], None]) -> None:
+        ready()  # the graph checks may come before; the weights are read after
+        assert [p.read_bytes() for p in data] == [(src.parent / "w.data").read_bytes()]
+        seen.append(data)
+
     staged = io.Staged({"w.data": src.parent / "w.data"}, out_dir)
-    io.write_atomic(
-        ext, out, external_from=src.parent, verify=lambda t, d: seen.append(d), staged=staged
-    )
+    io.write_atomic(ext, out, external_from=src.parent, verify=complete_when_ready, staged=staged)
     staged.discard()
     assert seen == [list(staged.tmp.values())]  # verified on the staged copy itself
     assert sorted(os.listdir(out_dir)) == ["o.onnx", "o.onnx.data"]
