@@ -214,7 +214,8 @@ class Propagator:
         if not name:
             return
         vi = self.inferred.get(name)
-        if vi is not None and vi.type.HasField("tensor_type"):
+        if vi is not None:
+            # a type that is not a tensor reads as an empty tensor type: no dtype, no shape
             tt = vi.type.tensor_type
             if not dtype:
                 dtype = tt.elem_type
