@@ -261,3 +261,36 @@ def test_a_run_time_failure_names_its_node() -> None:
     )
     assert "Attempting to broadcast an axis by a dimension other than 1. 5 by 48" in str(exc)
     assert "onnxruntime::" not in str(exc)
+
+
+def test_a_probe_child_does_not_hold_the_callers_output(tmp_path: Path) -> None:
+    """A forked probe child keeps none of the caller's stdout and stderr: a pipe reading
+    them (``onnxfix repair ... | tee``, a CI step) would stay open until the child had
+    freed its session, which took 1-2 s for a 1.2 GB model."""
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
+    )
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    # A fresh interpreter that never imported onnxruntime forks its probe child (as the CLI
+    # does); thousands of runs keep the child alive while its descriptors are read.
+    script = f"""
+import os
+from onnxfix import runner
+job = runner.Job({str(model)!r}, tuple(runner.Run({{"N": 3}}, seed=i) for i in range(20000)))
+channel = runner._Channel(job)
+assert channel.forked
+first = channel.get(30)
+assert first is not None and first is not EOFError and first.ok, first
+held = [os.readlink(f"/proc/{{channel.pid}}/fd/{{fd}}") for fd in (1, 2)]
+channel.stop(kill=True)
+print(held)
+"""
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str([os.devnull, os.devnull])
