@@ -305,21 +305,21 @@ def _concat(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
 
 @collects("MatMul")
 def _matmul(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    a, b = g.shape(g.inputs_of(node)[0]), g.shape(g.inputs_of(node)[1])
+    ins = g.inputs_of(node)
+    a, b = g.shape(ins[0]), g.shape(ins[1])
     if a is None or b is None or not a or not b:
         return
     inner_b = b[-2] if len(b) >= 2 else b[0]
     if a[-1] != inner_b:
-        yield Condition(g, node, a[-1], inner_b, "eq", "inner dims", tuple(g.inputs_of(node)[:2]))
+        yield Condition(g, node, a[-1], inner_b, "eq", "inner dims", tuple(ins[:2]))
     if len(a) > 2 and len(b) > 2:
-        yield from _pairs(
-            g, node, [a[:-2], b[:-2]], list(g.inputs_of(node)[:2]), "broadcast", "batch dims'"
-        )
+        yield from _pairs(g, node, [a[:-2], b[:-2]], list(ins[:2]), "broadcast", "batch dims'")
 
 
 @collects("Reshape")
 def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    s, target = g.shape(g.inputs_of(node)[0]), g.value(g.inputs_of(node)[1])
+    ins = g.inputs_of(node)
+    s, target = g.shape(ins[0]), g.value(ins[1])
     if s is None or target is None:
         return
     allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
@@ -336,9 +336,9 @@ def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
             known.append(t)
     numel, prod = d_prod(s), d_prod(known)
     if free:
-        yield Condition(g, node, prod, numel, "divides", "element count", (g.inputs_of(node)[0],))
+        yield Condition(g, node, prod, numel, "divides", "element count", (ins[0],))
     else:
-        yield Condition(g, node, numel, prod, "eq", "element count", (g.inputs_of(node)[0],))
+        yield Condition(g, node, numel, prod, "eq", "element count", (ins[0],))
 
 
 @collects("Split")

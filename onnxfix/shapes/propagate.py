@@ -283,7 +283,7 @@ class Propagator:
                 self.const(init.name)  # small 1-D ints are shape values (Reshape targets)
         if rows is None:
             rows = ((n, tuple(n.input), tuple(n.output), n.op_type, n.domain) for n in g.node)
-        producers, seeded, shape = self.producers, self.seeded, self.shape
+        producers, seeded, shape, shapes = self.producers, self.seeded, self.shape, self.shapes
         for node, ins, outs, op, domain in rows:
             for o in outs:
                 producers[o] = node
@@ -292,7 +292,8 @@ class Propagator:
             call = OpCall(
                 node,
                 list(ins),
-                [shape(i) if i else None for i in ins],
+                # this graph's own values first (a dict lookup); the rest asks the parents
+                [shapes[i] if i in shapes else shape(i) if i else None for i in ins],
                 outs[0] if outs else "",
                 outs,
                 op,
