@@ -194,6 +194,27 @@ class Context:
         return [(c, classify(c, self.input_dims)) for c in collect(self)]
 
     @functools.cached_property
+    def pinning(self) -> list[tuple[Condition, Verdict]]:
+        """The conditions that pin an input dim, upstream first, without those that never
+        hold downstream of a node already pinned: they are consequences (the shapes after
+        a pinned node are only right at the pinned size).  Four rules read this; each
+        worked it out again, and the downstream walks cost 30 ms of a 1.7k-node lint."""
+        reported: set[int] = set()
+        tainted: set[int] = set()
+        out = []
+        for cond, verdict in self.conditions:
+            if not verdict.pins:
+                continue
+            if verdict.status == "never" and id(cond.node) in tainted:
+                continue
+            out.append((cond, verdict))
+            if id(cond.node) not in reported:
+                reported.add(id(cond.node))
+                if id(cond.node) not in tainted:  # else its downstream is tainted already
+                    tainted |= set(cond.graph.downstream(cond.node))
+        return out
+
+    @functools.cached_property
     def outer_reads(self) -> set[str]:
         """Names read inside subgraphs (outer-scope reads keep values alive)."""
         out: set[str] = set()

@@ -19,23 +19,11 @@ ADVICE = (
 
 
 def pinning(ctx: Context, ops: frozenset[str]) -> Iterator[tuple[Condition, Verdict]]:
-    """Conditions of nodes of ``ops`` that pin an input dim, upstream first.
-
-    A condition that never holds downstream of a node already reported is a
-    consequence (the shapes after a pinned node are only right at the pinned size).
-    """
-    reported: set[int] = set()
-    tainted: set[int] = set()
-    for cond, verdict in ctx.conditions:
-        if not verdict.pins:
-            continue
-        if verdict.status == "never" and id(cond.node) in tainted:
-            continue
+    """Conditions of nodes of ``ops`` that pin an input dim, upstream first, consequences
+    left out (:attr:`onnxfix.context.Context.pinning`)."""
+    for cond, verdict in ctx.pinning:
         if cond.node.op_type in ops:
             yield cond, verdict
-        if id(cond.node) not in reported:
-            reported.add(id(cond.node))
-            tainted |= set(cond.graph.downstream(cond.node))
 
 
 def where_from(ctx: Context, symbol: str) -> str:
