@@ -256,6 +256,9 @@ def _pairs(
     kind: str,
     label: str,
 ) -> Iterator[Condition]:
+    first = tuple(shapes[0])
+    if all(tuple(s) == first for s in shapes[1:]):
+        return  # the same shape everywhere (most operands): nothing must agree
     for i, distinct in aligned(shapes):
         for a, b in itertools.pairwise(distinct):
             yield Condition(g, node, a, b, kind, f"{label} axis -{i}", tuple(names))
@@ -335,6 +338,8 @@ def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
         else:
             known.append(t)
     numel, prod = d_prod(s), d_prod(known)
+    if numel == prod:  # trivially true: collect() would drop it (most Reshapes)
+        return
     if free:
         yield Condition(g, node, prod, numel, "divides", "element count", (ins[0],))
     else:
@@ -368,7 +373,9 @@ def collect(ctx: Context) -> list[Condition]:
         if g is not ctx.main:
             continue
         try:
-            out.extend(c for c in COLLECTORS[node.op_type](g, node) if c.lhs != c.rhs)
+            for c in COLLECTORS[node.op_type](g, node):
+                if c.lhs != c.rhs:
+                    out.append(c)
         except Exception:  # an odd node says nothing: never a reason to stop the analysis
             continue
     return out
