@@ -351,8 +351,12 @@ def tensor_value(t: onnx.TensorProto) -> np.ndarray | None:
 
 
 def _settled(shape: Shape) -> bool:
-    """Whether no dim of ``shape`` can be refined by ONNX's (see :func:`_refine`)."""
-    return all(isinstance(d, int) or d.varies for d in shape)
+    """Whether no dim of ``shape`` can be refined by ONNX's (see :func:`_refine`).  A loop,
+    not all() over a generator: it runs for nearly every value of the graph."""
+    for d in shape:
+        if not isinstance(d, int) and not d.varies:
+            return False
+    return True
 
 
 def _refine(mine: Dim, onnx_dim: Dim) -> Dim:
