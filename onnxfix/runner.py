@@ -143,6 +143,8 @@ class _Channel:
                 self.queue.put(pickle.load(stream))
         except Exception:
             self.queue.put(EOFError)
+        finally:
+            stream.close()
 
     def get(self, timeout: float) -> Any:
         """The next outcome, None at the end, EOFError if the child died, TimeoutError."""
@@ -163,12 +165,14 @@ class _Channel:
 
     def release(self) -> None:
         """The child said all it had to say: stop it without waiting for it to free its
-        sessions (it is reaped later: multiprocessing and subprocess reap finished
-        children when the next one starts, and at exit)."""
+        sessions; a daemon thread reaps it (no zombie, no warning about a process still
+        running), and this process goes on at once."""
         with contextlib.suppress(OSError):
             self.proc.kill()
         if self.forked:
             self.conn.close()
+        reap = self.proc.join if self.forked else self.proc.wait
+        threading.Thread(target=reap, name="onnxfix-reap", daemon=True).start()
         self.released = True
 
     def stop(self, kill: bool) -> None:

@@ -294,3 +294,45 @@ print(held)
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str([os.devnull, os.devnull])
+
+
+def test_a_finished_probe_child_is_reaped_without_being_waited_for(tmp_path: Path) -> None:
+    """The parent stops a child that said everything without waiting for it to free its
+    session; it must still be reaped (no zombie) and leave no unclosed pipe, whether it
+    was forked (the CLI) or started as a worker (a caller that imported onnxruntime)."""
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
+    )
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    for prelude in ("", "import onnxruntime"):
+        script = f"""{prelude}
+import gc, os, subprocess, time
+from onnxfix import runner
+job = runner.Job({str(model)!r}, (runner.Run({{"N": 3}}),))
+outs = [runner.execute(job, runner.Limits(2000, 60)) for _ in range(3)]
+assert all(len(o) == 1 and o[0].ok for o in outs), outs
+deadline = time.monotonic() + 10
+while True:
+    gc.collect()
+    ps = subprocess.run(["ps", "--ppid", str(os.getpid()), "-o", "pid=,comm="],
+                        capture_output=True, text=True).stdout
+    left = [line for line in ps.splitlines() if line.split()[-1] != "ps"]
+    if not left or time.monotonic() > deadline:
+        break
+    time.sleep(0.1)
+print(left)
+"""
+        r = subprocess.run(
+            [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == "[]", (prelude, r.stdout)
+        assert "Warning" not in r.stderr, (prelude, r.stderr)
