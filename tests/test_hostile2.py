@@ -263,18 +263,24 @@ def test_a_run_time_failure_names_its_node() -> None:
     assert "onnxruntime::" not in str(exc)
 
 
-def test_a_probe_child_does_not_hold_the_callers_output(tmp_path: Path) -> None:
-    """A forked probe child keeps none of the caller's stdout and stderr: a pipe reading
-    them (``onnxfix repair ... | tee``, a CI step) would stay open until the child had
-    freed its session, which took 1-2 s for a 1.2 GB model."""
+def _relu_model(folder: Path) -> Path:
+    """The smallest model a probe can run: y = Relu(x), x of dynamic length N."""
     g = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])],
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
     )
-    model = tmp_path / "m.onnx"
+    model = folder / "m.onnx"
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    return model
+
+
+def test_a_probe_child_does_not_hold_the_callers_output(tmp_path: Path) -> None:
+    """A forked probe child keeps none of the caller's stdout and stderr: a pipe reading
+    them (``onnxfix repair ... | tee``, a CI step) would stay open until the child had
+    freed its session, which took 1-2 s for a 1.2 GB model."""
+    model = _relu_model(tmp_path)
     # A fresh interpreter that never imported onnxruntime forks its probe child (as the CLI
     # does); thousands of runs keep the child alive while its descriptors are read.
     script = f"""
@@ -300,14 +306,7 @@ def test_a_finished_probe_child_is_reaped_without_being_waited_for(tmp_path: Pat
     """The parent stops a child that said everything without waiting for it to free its
     session; it must still be reaped (no zombie) and leave no unclosed pipe, whether it
     was forked (the CLI) or started as a worker (a caller that imported onnxruntime)."""
-    g = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N"])],
-    )
-    model = tmp_path / "m.onnx"
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    model = _relu_model(tmp_path)
     for prelude in ("", "import onnxruntime"):
         script = f"""{prelude}
 import gc, os, subprocess, time
