@@ -314,7 +314,7 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
             return corrupt.format(f"the external data entry of '{t.name}'")
     for sparse in g.sparse_initializer:
         for t in (sparse.values, sparse.indices):
-            if t.data_location == onnx.TensorProto.EXTERNAL:
+            if t.data_location == _EXTERNAL:
                 external.append(t)
     for n in g.node:
         ins, outs, op, domain = tuple(n.input), tuple(n.output), n.op_type, n.domain
@@ -457,7 +457,10 @@ def write_atomic(
                 else {loc: f"{out.name}.data{i + 1}" for i, loc in enumerate(locations)}
             )
             _relocate(external, {tmp.name: finals[loc] for loc, tmp in tmp_data.items()})
+            flushed = set(staged.tmp.values()) if staged is not None else set()
             for tmp in tmp_data.values():
+                if tmp in flushed:  # the staging thread flushed it (finish() waited for it)
+                    continue
                 with open(tmp, "rb+") as fh:
                     os.fsync(fh.fileno())
             _write_fsync(tmp_model, model.SerializeToString())
@@ -502,9 +505,9 @@ def _stage_weights(
             continue
         if external_from is None:
             raise ModelError(out, "internal error: external data without a source folder")
-        ready = staged.target(loc) if staged is not None else None
-        if ready is not None and ready.parent == folder:
-            tmp_data[loc] = ready
+        copying = staged.target(loc) if staged is not None else None
+        if copying is not None and copying.parent == folder:
+            tmp_data[loc] = copying
         else:
             tmp = _tmp_in(folder, ".data")
             tmp_data[loc] = tmp
@@ -523,9 +526,10 @@ class Staged:
     analysed and fixed: the copy is done in the kernel, so it needs no Python time).
 
     Each copy lands in a temporary file named like :func:`write_atomic`'s and is flushed
-    to disk (``fsync``) in the same thread.  :meth:`copied` waits for one file;
-    :meth:`discard` stops the copy and removes every temporary file, whatever state it
-    reached.  Nothing is visible under the output's name until :func:`write_atomic`
+    to disk (``fsync``) in the same thread.  :meth:`target` names a copy's file,
+    :meth:`wait` returns once the copies are complete, :meth:`finish` once they are on
+    disk; :meth:`discard` stops the copy and removes every temporary file, whatever state
+    it reached.  Nothing is visible under the output's name until :func:`write_atomic`
     renames it.
     """
 
