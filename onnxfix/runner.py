@@ -175,10 +175,12 @@ class _Channel:
         threading.Thread(target=reap, name="onnxfix-reap", daemon=True).start()
         self.released = True
 
-    def stop(self, kill: bool) -> None:
+    def stop(self) -> None:
+        """Kill the child if it still runs (interrupted, over a limit, or done: see
+        :meth:`release` for a child that finished) and reap it."""
         if self.released:
             return
-        if self.alive() and kill:
+        if self.alive():
             self.proc.kill()
         if self.forked:
             self.proc.join(timeout=2)
@@ -218,7 +220,7 @@ def execute(job: Job, limits: Limits) -> list[Outcome]:
                 outcomes.append(Outcome(None, False, "limit", limit))
                 break
     finally:
-        channel.stop(kill=True)
+        channel.stop()
     if not finished and not any(o.kind == "limit" for o in outcomes):
         outcomes.append(Outcome(None, False, "runtime", "onnxruntime crashed the process"))
     return outcomes

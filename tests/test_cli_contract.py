@@ -266,8 +266,6 @@ def test_findings_are_grouped_under_their_file(cli) -> None:
 def test_workers_split_by_bytes_and_a_dead_worker_is_made_up_for(tmp_path: Path) -> None:
     """``-j``: each file is done exactly once, results come back in the given order, and a
     worker that dies has its files done by the parent (no result is lost or invented)."""
-    import os
-
     from onnxfix import cli
 
     parent = os.getpid()

@@ -292,7 +292,7 @@ assert channel.forked
 first = channel.get(30)
 assert first is not None and first is not EOFError and first.ok, first
 held = [os.readlink(f"/proc/{{channel.pid}}/fd/{{fd}}") for fd in (1, 2)]
-channel.stop(kill=True)
+channel.stop()
 print(held)
 """
     r = subprocess.run(

@@ -274,22 +274,17 @@ def _broadcast(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
 
 @collects("Expand")
 def _expand(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    s, t = g.shape(g.inputs_of(node)[0]), g.value(g.inputs_of(node)[1])
+    ins = g.inputs_of(node)
+    s, t = g.shape(ins[0]), g.value(ins[1])
     if s is not None and t is not None:
-        yield from _pairs(
-            g,
-            node,
-            [s, t],
-            [g.inputs_of(node)[0], g.inputs_of(node)[1]],
-            "broadcast",
-            "input and target",
-        )
+        yield from _pairs(g, node, [s, t], [ins[0], ins[1]], "broadcast", "input and target")
 
 
 @collects("Concat")
 def _concat(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    shapes = [s for i in g.inputs_of(node) if i and (s := g.shape(i)) is not None]
-    if not shapes or len(shapes) != len([i for i in g.inputs_of(node) if i]):
+    ins = g.inputs_of(node)
+    shapes = [s for i in ins if i and (s := g.shape(i)) is not None]
+    if not shapes or len(shapes) != len([i for i in ins if i]):
         return
     rank = len(shapes[0])
     axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
@@ -300,9 +295,7 @@ def _concat(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
         first = shapes[0][i]
         for s in shapes[1:]:
             if len(s) == rank and s[i] != first:
-                yield Condition(
-                    g, node, first, s[i], "eq", f"inputs' axis {i}", tuple(g.inputs_of(node))
-                )
+                yield Condition(g, node, first, s[i], "eq", f"inputs' axis {i}", tuple(ins))
                 break
 
 
@@ -348,22 +341,21 @@ def _reshape(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
 
 @collects("Split")
 def _split(g: GraphCtx, node: onnx.NodeProto) -> Iterator[Condition]:
-    s = g.shape(g.inputs_of(node)[0])
+    ins = g.inputs_of(node)
+    s = g.shape(ins[0])
     if s is None:
         return
     axis = next((int(a.i) for a in node.attribute if a.name == "axis"), 0)
     axis = axis + len(s) if axis < 0 else axis
     sizes = next((list(a.ints) for a in node.attribute if a.name == "split"), None)
-    if sizes is None and len(g.inputs_of(node)) > 1 and g.inputs_of(node)[1]:
-        sizes = g.ints(g.inputs_of(node)[1])
+    if sizes is None and len(ins) > 1 and ins[1]:
+        sizes = g.ints(ins[1])
     if not sizes or axis >= len(s):
         return
     total: Dim = 0
     for v in sizes:
         total = d_add(total, v)
-    yield Condition(
-        g, node, s[axis], total, "eq", f"split sizes on axis {axis}", (g.inputs_of(node)[0],)
-    )
+    yield Condition(g, node, s[axis], total, "eq", f"split sizes on axis {axis}", (ins[0],))
 
 
 def collect(ctx: Context) -> list[Condition]:

@@ -58,8 +58,8 @@ class OpCall:
     ins: list[str]
     shapes: list[Shape | None]
     out: str
-    outs: tuple[str, ...] = ()
-    op: str = ""
+    outs: tuple[str, ...]
+    op: str
 
     @property
     def s0(self) -> Shape | None:
@@ -304,7 +304,7 @@ class Propagator:
             try:
                 handler(self, call)
             except Exception:
-                for o in node.output:
+                for o in outs:
                     self.set(o, None)
 
     def _fold(self, node: onnx.NodeProto, want: str, depth: int) -> np.ndarray | None:  # noqa: C901 - bounds checked before anything runs
