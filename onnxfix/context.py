@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 #: derived dims rendered longer than this get a short name and a definition
 ABBREVIATE_AT = 48
 
+#: (node index, attribute name) steps from the main graph to a subgraph
+Route = tuple[tuple[int, str], ...]
+
 
 @dataclass
 class GraphCtx:
@@ -38,7 +41,7 @@ class GraphCtx:
     parent: GraphCtx | None = None
     #: (node index, attribute name) steps from the main graph: resolves the graph again
     #: after edits (node names may contain '/', so the display path cannot)
-    route: tuple[tuple[int, str], ...] = ()
+    route: Route = ()
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
     #: node positions by op type: rules walk only the ops they look at
@@ -338,14 +341,13 @@ def build(
     inferred, strict_err, err = infer(model, table)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graphs: list[GraphCtx] = []
-
-    def visit(
-        g: onnx.GraphProto,
-        ig: onnx.GraphProto | None,
-        path: str,
-        parent: GraphCtx | None,
-        route: tuple[tuple[int, str], ...],
-    ) -> None:
+    # an explicit stack, not a recursive closure: a closure that calls itself is a
+    # reference cycle, and it held every GraphCtx of the analysis (millions of objects
+    # on a 100k-node graph) until a full collection -- 0.56 s of collector time
+    todo: list[tuple[onnx.GraphProto, onnx.GraphProto | None, str, GraphCtx | None, Route]]
+    todo = [(model.graph, inferred.graph if inferred is not None else None, "main", None, ())]
+    while todo:
+        g, ig, path, parent, route = todo.pop()
         prop = Propagator(
             g, _value_infos(ig) if ig is not None else {}, parent.shapes if parent else None, opset
         )
@@ -375,15 +377,17 @@ def build(
         prop.run(rows)
         graphs.append(gc)
         inodes = list(ig.node) if ig is not None and nested else []
+        children = []
         for k in nested:
             n = gc.nodes[k]
             inode = inodes[k] if k < len(inodes) else None
             isubs = dict(_subgraphs(inode)) if inode is not None else {}
             for attr, sub in _subgraphs(n):
                 label = n.name or f"{n.op_type}#{k}"
-                visit(sub, isubs.get(attr), f"{path}/{label}:{attr}", gc, (*route, (k, attr)))
-
-    visit(model.graph, inferred.graph if inferred is not None else None, "main", None, ())
+                children.append(
+                    (sub, isubs.get(attr), f"{path}/{label}:{attr}", gc, (*route, (k, attr)))
+                )
+        todo.extend(reversed(children))  # depth first, in node order: as the recursion was
     return Context(
         model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract, strict_err
     )

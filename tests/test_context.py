@@ -51,3 +51,27 @@ def test_fix_keeps_metadata_and_tags_inserted_nodes() -> None:
         assert meta["onnxfix.rule"] == "WB102"
         assert meta["pkg.torch.onnx.name_scopes"].endswith("'index_put']")
         assert n.name.startswith("/model/enc/Where_7/onnxfix_unsqueeze")
+
+
+def test_an_analysis_is_freed_by_reference_counting_alone() -> None:
+    """No reference cycle keeps an analysis alive: with the collector paused (as it is
+    while onnxfix analyses), dropping the context frees every graph's maps at once.  A
+    cycle held a 100k-node graph's analysis (millions of objects) until a full
+    collection, which cost 0.56 s."""
+    import gc
+    import weakref
+
+    from onnxfix import context
+    from tests.models import where_in_if
+
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        ctx = context.build(where_in_if(17))
+        assert len(ctx.graphs) == 3  # the main graph and both branches
+        refs = [weakref.ref(g) for g in ctx.graphs] + [weakref.ref(g.shapes) for g in ctx.graphs]
+        del ctx
+        assert [r() for r in refs] == [None] * len(refs)
+    finally:
+        if was:
+            gc.enable()
