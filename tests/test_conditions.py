@@ -61,6 +61,20 @@ def test_classification() -> None:
     assert classify(_cond(T, derived("slice", 512, T))).status == "bounded"
 
 
+def test_a_condition_the_sample_misses_is_never_only_if_no_combination_holds() -> None:
+    # T//13 + B%4 == B holds at 230 of the 65,025 combinations in 2..256, none of them
+    # in the 200 sampled: that is not "fails at every size" (it was reported so)
+    from onnxfix.shapes import d_mod
+
+    lhs = d_add(d_floordiv(T, 13), d_mod(B, 4))
+    b, t = np.meshgrid(np.arange(2, 257), np.arange(2, 257), indexing="ij")
+    assert (t // 13 + b % 4 == b).sum() == 230
+    assert classify(_cond(lhs, B)).status == "dense"
+    # a condition on two dims that holds nowhere (odd == even) is still "never"
+    odd = d_add(d_add(d_mul(2, B), d_mul(2, T)), 1)
+    assert classify(_cond(odd, d_mul(2, d_mul(B, T)), "eq")).status == "never"
+
+
 def test_vectorised_evaluation_agrees_with_scalar() -> None:
     d = d_add(d_floordiv(d_mul(3, d_add(L, -7)), 4), d_mul(B, 2))
     ls, bs = np.arange(2, 60), np.arange(3, 61)

@@ -212,25 +212,30 @@ def _many(cond: Condition, syms: tuple[str, ...], rng: np.random.Generator) -> V
     if truth[valid].mean() > 0.25:
         return Verdict("dense", syms=syms)
     combos = _combos(cond, syms)
-    if combos is not None:
+    if combos is not None and len(combos) <= _FINITE:
+        if not combos:  # not at any of the 65,025 combinations
+            return Verdict("never", syms=syms)
         return Verdict("finite", combos=tuple(combos[:FEW]), syms=syms)
-    if not truth[valid].any() and len(syms) == 2:
-        return Verdict("never", syms=syms)  # not at any of 65,025 combinations either
     return Verdict("dense", syms=syms)
 
 
+#: a condition on two dims that holds at more combinations than this is not a few sizes
+_FINITE = 64
+
+
 def _combos(cond: Condition, syms: tuple[str, ...]) -> list[tuple[int, ...]] | None:
-    """For two symbols: the few combinations where ``cond`` holds (``B*T == 80``)."""
+    """For two symbols: the combinations in 2..256 where ``cond`` holds (``B*T == 80``),
+    at most ``_FINITE + 1`` of them.  A sample that met none does not make a condition
+    ``never``: only this exhaustive grid does (a condition that held at 230 of its
+    combinations, none of them sampled, was reported as failing at every size)."""
     if len(syms) != 2:
         return None
     a, b = np.meshgrid(np.arange(2, 257), np.arange(2, 257), indexing="ij")
     got = _truth(cond, {syms[0]: a.ravel(), syms[1]: b.ravel()}, a.size)
     if got is None:
         return None
-    hit = got[0] & got[1]
-    if not hit.any() or hit.sum() > 64:
-        return None
-    return [(int(x), int(y)) for x, y in zip(a.ravel()[hit], b.ravel()[hit])]
+    hit = np.flatnonzero(got[0] & got[1])[: _FINITE + 1]
+    return [(int(a.flat[k]), int(b.flat[k])) for k in hit]
 
 
 # --- collecting conditions -----------------------------------------------------------------
