@@ -312,11 +312,15 @@ def infer(
     """
     from onnxfix.io import inference_safe
 
-    model = inference_safe(model, table)
+    safe = inference_safe(model, table)
+    source = table.take_source() if table is not None else None
+    # the bytes the model was read from, unless the copy without -1 dims is what to infer
+    subject: onnx.ModelProto | bytes = source if source is not None and safe is model else safe
+    del source
     try:
         return (
             onnx.shape_inference.infer_shapes(
-                model, check_type=True, strict_mode=True, data_prop=False
+                subject, check_type=True, strict_mode=True, data_prop=False
             ),
             None,
             None,
@@ -325,7 +329,7 @@ def infer(
         strict = str(exc) or repr(exc)
     try:
         lenient = onnx.shape_inference.infer_shapes(
-            model, check_type=False, strict_mode=False, data_prop=False
+            subject, check_type=False, strict_mode=False, data_prop=False
         )
         return lenient, strict, None
     except Exception as exc:

@@ -187,7 +187,7 @@ def lint(
             findings, ctx = lint_model(path, rules, contract)
             label = "<model>"
         else:
-            loaded = io.load(path)
+            loaded = io.load(path, keep_source=True)
             findings, ctx = lint_model(loaded.model, rules, contract, loaded.table)
             label = str(path)
             if _retain is not None:

@@ -377,6 +377,27 @@ def test_the_scan_knows_whether_inference_needs_a_safe_copy(tmp_path: Path) -> N
     assert [r[3] for r in loaded.table] == ["Loop"]  # the main graph's nodes only
 
 
+def test_inference_reads_the_bytes_the_model_came_from_once(tmp_path: Path) -> None:
+    """``load(keep_source=True)`` keeps the file's bytes for ONNX's inference (no second
+    serialisation); the first inference takes them, and its answer is the model's own.
+    With a declared -1 dim the safe copy is inferred instead, never the raw bytes."""
+    from onnxfix import context
+
+    path = tmp_path / "m.onnx"
+    for body_dim in (4, -1):
+        onnx.save(_loop_model(body_dim=body_dim), str(path))
+        loaded = io.load(path, keep_source=True)
+        assert loaded.table is not None and loaded.table.source == path.read_bytes()
+        from_source = context.infer(loaded.model, loaded.table)
+        assert loaded.table.source is None  # let go as soon as inference had it
+        from_model = context.infer(loaded.model)
+        assert [m.SerializeToString() if m else None for m in from_source[:1]] == [
+            m.SerializeToString() if m else None for m in from_model[:1]
+        ]
+        assert from_source[1:] == from_model[1:]
+    assert io.load(path).table.source is None  # type: ignore[union-attr]
+
+
 def test_an_earlier_location_entry_is_never_read(tmp_path: Path, cli) -> None:
     """A tensor whose external data names a location twice is read from the last one (as
     onnx and onnxruntime read it, and as it was validated); repair used to copy the file
