@@ -54,6 +54,8 @@ class GraphCtx:
     outs: list[tuple[str, ...]] = field(default_factory=list)
     #: a node's position in ``nodes`` (by id)
     position: dict[int, int] = field(default_factory=dict)
+    #: positions of the nodes that may hold subgraphs (see :func:`_nests`)
+    nesting: list[int] = field(default_factory=list)
 
     @property
     def depth(self) -> int:
@@ -361,7 +363,7 @@ def build(
         else:  # one walk over the protobuf; everything after reads these lists
             rows = [(n, tuple(n.input), tuple(n.output), n.op_type, n.domain) for n in g.node]
         gc = GraphCtx(g, path, prop, parent, route=route, nodes=[r[0] for r in rows])
-        nested = []
+        nested = gc.nesting
         producers, consumers, op_index = gc.producers, gc.consumers, gc.op_index
         for k, (n, ins, outs, op, domain) in enumerate(rows):
             gc.ins.append(ins)

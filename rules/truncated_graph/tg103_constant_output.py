@@ -14,11 +14,18 @@ def _reached(g: GraphCtx, inputs: set[str], wanted: list[str]) -> set[str]:
     while a ``wanted`` value is missing and the last sweep found more (nodes out of
     order, which VA102 reports)."""
     reached = set(inputs)
+    holders = set(g.nesting)
     while True:
         before = len(reached)
-        for node, ins, outs in zip(g.nodes, g.ins, g.outs):
-            if any(i in reached for i in ins) or any(
-                i in reached for sub in g.subgraphs(node) for n in sub.node for i in n.input
+        for k, (ins, outs) in enumerate(zip(g.ins, g.outs)):
+            if not reached.isdisjoint(ins) or (
+                k in holders
+                and any(
+                    i in reached
+                    for sub in g.subgraphs(g.nodes[k])
+                    for n in sub.node
+                    for i in n.input
+                )
             ):
                 reached.update(outs)
         if all(w in reached for w in wanted) or len(reached) == before:
