@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import onnx
 
+from onnxfix.shapes import _sample
 from onnxfix.shapes.broadcast import aligned
 from onnxfix.shapes.dims import Dim, Sym, d_add, d_prod, evaluate_array, symbols
 from onnxfix.shapes.ops import BROADCAST_OPS
@@ -138,7 +139,7 @@ def classify(
             return Verdict("relation", str(side.args[0]), defines=other, syms=syms)
     if len(syms) == 1:
         return _one(cond, syms[0])
-    return _many(cond, syms, np.random.default_rng((rng or random.Random(0)).randrange(2**31)))
+    return _many(cond, syms, rng)
 
 
 def _scan(
@@ -186,9 +187,14 @@ def _shape_of(
     return Verdict("pins", s, tuple(int(v) for v in ok[:FEW]), syms=syms)
 
 
-def _many(cond: Condition, syms: tuple[str, ...], rng: np.random.Generator) -> Verdict:
-    n = 200
-    env = {s: rng.integers(2, 257, size=n) for s in syms}
+def _many(cond: Condition, syms: tuple[str, ...], rng: random.Random | None) -> Verdict:
+    n = _sample.SIZE
+    stored = _sample.rows(len(syms)) if rng is None else None
+    if stored is not None:
+        env = dict(zip(syms, stored))
+    else:
+        gen = np.random.default_rng(rng.randrange(2**31) if rng else _sample.SEED)
+        env = {s: gen.integers(2, 257, size=n) for s in syms}
     got = _truth(cond, env, n)
     if got is None or not got[0].any():
         return Verdict("unknown", syms=syms)
