@@ -728,6 +728,20 @@ def _repair_usage(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _repair(args: argparse.Namespace) -> int:
+    early = None
+    if args.output is not None and not args.dry_run and not args.simplify:
+        # the weights start copying before onnx is even imported (onnxfix.staging)
+        from onnxfix import staging
+
+        early = staging.start_early(args.input, args.output)
+    try:
+        return _repair_with(args, early)
+    finally:
+        if early is not None:  # removes whatever the repair did not move into place
+            early.discard()
+
+
+def _repair_with(args: argparse.Namespace, early: Any) -> int:
     from onnxfix import repairer, report
     from onnxfix.io import ModelError
 
@@ -751,6 +765,7 @@ def _repair(args: argparse.Namespace) -> int:
                 expect=contract,
                 simplify=args.simplify,
                 diff=args.diff,
+                early=early,
             )
     except ModelError as exc:
         print(f"onnxfix: {visible(exc)}", file=sys.stderr)

@@ -11,12 +11,9 @@ a failure or a kill never leaves a partial model behind.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import shutil
 import stat
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,8 @@ from pathlib import Path
 import onnx
 from google.protobuf.message import DecodeError
 
-from onnxfix import progress
+from onnxfix.staging import LocationError, Staged, check_location, copy_bytes
+from onnxfix.staging import tmp_in as _tmp_in
 
 
 class ModelError(Exception):
@@ -141,33 +139,12 @@ def validate_external_data(
 
 
 def _external_file(model_path: Path, base: Path, loc: str, where: str) -> tuple[Path, int]:
-    """The file an external-data location names, resolved and checked, and its size."""
-    if not loc:
-        raise ModelError(model_path, f"{where} has no location")
-    if "\x00" in loc:  # no file system takes it; os calls would raise ValueError
-        raise ModelError(model_path, f"{where} has a location with a NUL byte (refused)")
-    if os.path.isabs(loc) or loc.startswith(("/", "\\")) or (len(loc) > 1 and loc[1] == ":"):
-        raise ModelError(model_path, f"{where} uses an absolute location '{loc}' (refused)")
-    parts = Path(loc.replace("\\", "/")).parts
-    if ".." in parts:
-        raise ModelError(model_path, f"{where} points outside the model folder '{loc}' (refused)")
-    target = base / loc
+    """The file an external-data location names, resolved and checked, and its size
+    (:func:`onnxfix.staging.check_location`'s rules)."""
     try:
-        resolved = target.resolve(strict=True)
-    except (FileNotFoundError, RuntimeError):
-        raise ModelError(model_path, f"{where}: file '{loc}' not found") from None
-    if base != resolved.parent and base not in resolved.parents:
-        raise ModelError(
-            model_path, f"{where}: '{loc}' resolves outside the model folder (refused)"
-        )
-    if target.is_symlink():
-        raise ModelError(model_path, f"{where}: '{loc}' is a symbolic link (refused)")
-    st = os.stat(resolved)
-    if not stat.S_ISREG(st.st_mode):
-        raise ModelError(model_path, f"{where}: '{loc}' is not a regular file")
-    if st.st_nlink > 1:
-        raise ModelError(model_path, f"{where}: '{loc}' has several hard links (refused)")
-    return resolved, st.st_size
+        return check_location(base, loc, where)
+    except LocationError as exc:
+        raise ModelError(model_path, str(exc)) from None
 
 
 def load(path: str | os.PathLike[str], *, keep_source: bool = False) -> LoadedModel:
@@ -360,14 +337,6 @@ def _scan_graph(  # noqa: C901 - every name-like field and stored tensor of a gr
 _STALE = re.compile(r"^\.onnxfix-(\d+)-.+\.(onnx|data)$")
 
 
-def _tmp_in(folder: Path, suffix: str) -> Path:
-    """A temporary file named after this process (``.onnxfix-<pid>-*``), so that a later
-    run can tell one left by a process that no longer exists (a SIGKILL, the OOM killer)."""
-    fd, name = tempfile.mkstemp(prefix=f".onnxfix-{os.getpid()}-", suffix=suffix, dir=folder)
-    os.close(fd)
-    return Path(name)
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -531,137 +500,6 @@ def _stage_weights(
 
 def _ready() -> None:
     """Data files written here are complete as soon as they are named."""
-
-
-class Staged:
-    """The data files of a model being copied beside the output in a background thread,
-    started as soon as a repair knows it will write (weights copy while the graph is
-    analysed and fixed: the copy is done in the kernel, so it needs no Python time).
-
-    Each copy lands in a temporary file named like :func:`write_atomic`'s and is flushed
-    to disk (``fsync``) in the same thread.  :meth:`target` names a copy's file,
-    :meth:`wait` returns once the copies are complete, :meth:`finish` once they are on
-    disk; :meth:`discard` stops the copy and removes every temporary file, whatever state
-    it reached.  Nothing is visible under the output's name until :func:`write_atomic`
-    renames it.
-    """
-
-    def __init__(self, sources: dict[str, Path], folder: Path) -> None:
-        import threading
-
-        self.sources = dict(sources)
-        self.tmp = {loc: _tmp_in(folder, ".data") for loc in self.sources}
-        self.done = 0
-        self.total = sum(p.stat().st_size for p in self.sources.values())
-        self.error: OSError | None = None
-        self._stop = False
-        self._copied = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="onnxfix-stage", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            for loc, src in self.sources.items():
-                copy_bytes(src, self.tmp[loc], report=self._count, stop=lambda: self._stop)
-            self._copied.set()
-            for tmp in self.tmp.values():
-                if self._stop:
-                    return
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-        except OSError as exc:
-            self.error = exc
-        finally:
-            self._copied.set()
-
-    def _count(self, n: int) -> None:
-        self.done += n
-
-    def target(self, loc: str) -> Path | None:
-        """The temporary file ``loc`` is copied to (None if it is not staged here); it is
-        complete once :meth:`wait` returns."""
-        return self.tmp.get(loc)
-
-    def wait(self) -> None:
-        """Return once every copy is complete (not yet flushed); raises the copy's
-        OSError."""
-        while True:  # said at least once, then every 0.2 s until the copy is complete
-            progress.phase(_copying(self.done, self.total))
-            if self._copied.wait(0.2):
-                break
-        if self.error is not None:
-            raise self.error
-        progress.phase(_copying(self.done, self.total))
-
-    def discard(self) -> None:
-        """Stop copying and remove the temporary files that were not moved into place."""
-        self._stop = True
-        self._thread.join()
-        for tmp in self.tmp.values():
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-
-    def finish(self) -> None:
-        """Wait until every copy is on disk; raises the copy's OSError."""
-        self.wait()
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-
-#: bytes per copy call: the status line moves every 64 MB
-_CHUNK = 64 * 2**20
-
-
-def _copying(done: int, total: int) -> str:
-    """The status line while weights are copied."""
-    return f"copying weights ({done / 2**20:.0f} of {total / 2**20:.0f} MB)"
-
-
-def copy_bytes(
-    src: Path,
-    dst: Path,
-    report: Callable[[int], None] | None = None,
-    stop: Callable[[], bool] | None = None,
-) -> None:
-    """Copy a weights file byte for byte, saying how far it got: to ``report`` (bytes per
-    step) if given, else to :mod:`onnxfix.progress`.  ``stop`` is asked between steps and
-    ends the copy early (it is being thrown away).
-
-    ``os.copy_file_range`` lets the kernel copy (and a filesystem with reflinks share the
-    blocks instead); where it is not offered, ``shutil.copyfile`` (sendfile) does it."""
-    total = src.stat().st_size
-    done = 0
-
-    def step(n: int) -> None:
-        if report is not None:
-            report(n)
-        else:
-            progress.phase(_copying(done, total))
-
-    step(0)
-    if not hasattr(os, "copy_file_range"):
-        shutil.copyfile(src, dst)
-        step(total)
-        return
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
-        try:
-            while done < total:
-                if stop is not None and stop():
-                    return
-                n = os.copy_file_range(fin.fileno(), fout.fileno(), min(_CHUNK, total - done))
-                if n == 0:
-                    break
-                done += n
-                step(n)
-        except OSError:  # not supported between these files (EXDEV, EINVAL...): plain copy
-            fin.seek(done)
-            fout.seek(done)
-            shutil.copyfileobj(fin, fout, _CHUNK)
-            step(total - done)
-            done = total
-    if done != total or dst.stat().st_size != total:
-        raise OSError(f"copied {done} of {total} bytes of {src.name}")
 
 
 def _externalize(model: onnx.ModelProto, data: Path, threshold: int = 1024) -> int:

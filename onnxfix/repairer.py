@@ -94,6 +94,7 @@ def repair(
     expect: str | os.PathLike[str] | contracts.Contract | None = None,
     simplify: bool = False,
     diff: bool = False,
+    early: io.Staged | None = None,
 ) -> RepairResult:
     """Repair ``src`` into ``dst``; nothing is written unless something was fixed and
     verification passed.
@@ -101,7 +102,10 @@ def repair(
     ``outputs`` maps a graph output name to an existing value that should provide
     it (``repair --output NAME=VALUE``): the way to re-declare outputs of a cut graph.
     ``simplify`` runs onnxsim on the repaired model (:mod:`onnxfix.simplify`) and keeps
-    its result only if it verifies and matches the unsimplified repair.
+    its result only if it verifies and matches the unsimplified repair.  ``early``: a copy
+    of the weights the caller started before the model was read
+    (:func:`onnxfix.staging.start_early`); used if it copies exactly the files the
+    validated model names into ``dst``'s folder.  The caller discards it afterwards.
     """
     rules = registry.select(select, ignore)
     contract = contracts.resolve(expect)
@@ -129,7 +133,10 @@ def repair(
         # runs in the kernel, so the two overlap.  If there turns out to be nothing to fix,
         # the copy is stopped and removed (it was never visible).  A simplified model is
         # written from memory instead.
-        s = _stage(loaded, dst)
+        if early is not None and not _stages(early, loaded, dst):
+            early.discard()  # other files than the model names: not needed
+            early = None
+        s = early or _stage(loaded, dst)
         if s is not None:
             staged.append(s)
     try:
@@ -141,6 +148,15 @@ def repair(
     finally:
         for s in staged:  # a copy not moved into place (nothing written, or a failure)
             s.discard()
+
+
+def _stages(early: io.Staged, loaded: io.LoadedModel, dst: str | os.PathLike[str]) -> bool:
+    """Whether ``early`` copies exactly the data files ``loaded`` names (as validated) into
+    ``dst``'s folder."""
+    base = loaded.path.resolve().parent
+    return early.folder == Path(dst).resolve().parent and early.sources == {
+        loc: base / loc for loc in loaded.locations
+    }
 
 
 def _stage(loaded: io.LoadedModel, dst: str | os.PathLike[str]) -> io.Staged | None:

@@ -151,11 +151,12 @@ def test_copy_bytes_is_exact_with_and_without_copy_file_range(tmp_path, monkeypa
     import os as _os
 
     from onnxfix import io as fio
+    from onnxfix import staging
 
     src = tmp_path / "w.data"
     blob = bytes(range(256)) * 5000 + b"tail"
     src.write_bytes(blob)
-    monkeypatch.setattr(fio, "_CHUNK", 4096)  # many chunks
+    monkeypatch.setattr(staging, "_CHUNK", 4096)  # many chunks
     fio.copy_bytes(src, tmp_path / "a.data")
     assert (tmp_path / "a.data").read_bytes() == blob
 
@@ -309,6 +310,103 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
     assert [numpy_helper.to_array(t).tobytes() for t in got.graph.initializer] == [
         numpy_helper.to_array(t).tobytes() for t in ref.graph.initializer
     ]
+
+
+def test_the_wire_walk_finds_what_the_load_validates(tmp_path: Path) -> None:
+    """``staging.external_locations`` reads the data files from the protobuf bytes without
+    onnx: the same list ``io.load`` validates, for one file, several, and none; bytes that
+    are not a model raise ValueError (the early copy is then simply not started)."""
+    from onnxfix import staging
+
+    for location in ("w.data", "sub/w.bin"):
+        folder = tmp_path / location.replace("/", "_")
+        folder.mkdir()
+        (folder / "sub").mkdir()
+        path = _with_external(folder, location=location)
+        assert staging.external_locations(path.read_bytes()) == io.load(path).locations
+    many = onnx.load(str(path))  # each tensor in a file of its own
+    onnx.external_data_helper.convert_model_to_external_data(many, all_tensors_to_one_file=False)
+    onnx.save(many, str(tmp_path / "many.onnx"))
+    assert len(io.load(tmp_path / "many.onnx").locations) > 1
+    assert staging.external_locations((tmp_path / "many.onnx").read_bytes()) == (
+        io.load(tmp_path / "many.onnx").locations
+    )
+    inline = tmp_path / "inline.onnx"
+    onnx.save(mask_where(["B", "T", 16], 2, 17), str(inline))
+    assert staging.external_locations(inline.read_bytes()) == []
+    for bad in (path.read_bytes()[:-7], b"\xff" * 40, bytes([0x3A, 0x80])):
+        with pytest.raises(ValueError):
+            staging.external_locations(bad)
+
+
+def test_a_copy_started_before_the_load_is_used_or_thrown_away(tmp_path: Path) -> None:
+    """``staging.start_early`` copies the weights before onnx has read the model; the
+    repair uses that copy when the validated model names exactly those files (no second
+    copy is started), and otherwise throws it away and leaves nothing behind."""
+    from onnxfix import repairer, staging
+
+    (tmp_path / "src").mkdir()
+    src = _with_external(tmp_path / "src")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.onnx"
+    early = staging.start_early(src, out)
+    assert early is not None and early.sources == {"w.data": src.parent.resolve() / "w.data"}
+    started: list[object] = []
+    real = repairer._stage
+    repairer._stage = lambda *a: started.append(a) or real(*a)  # type: ignore[assignment]
+    try:
+        result = repairer.repair(src, out, verify_probe=False, early=early)
+    finally:
+        repairer._stage = real  # type: ignore[assignment]
+        early.discard()  # as the command line does: a copy moved into place stays
+    assert result.error is None and result.written and started == []
+    assert sorted(os.listdir(out_dir)) == ["o.onnx", "o.onnx.data"]
+    assert (out_dir / "o.onnx.data").read_bytes() == (src.parent / "w.data").read_bytes()
+
+    other = tmp_path / "other"
+    other.mkdir()
+    wrong = staging.start_early(_with_external(other, location="else.data"), out_dir / "p.onnx")
+    assert wrong is not None
+    result = repairer.repair(src, out_dir / "p.onnx", verify_probe=False, early=wrong)
+    wrong.discard()
+    assert result.error is None and result.written
+    assert sorted(os.listdir(out_dir)) == ["o.onnx", "o.onnx.data", "p.onnx", "p.onnx.data"]
+    assert (out_dir / "p.onnx.data").read_bytes() == (src.parent / "w.data").read_bytes()
+
+
+def test_nothing_is_copied_early_that_the_load_would_refuse(tmp_path: Path) -> None:
+    """The early copy applies the load's location rules: a data file outside the model's
+    folder, a symbolic link, a hard-linked file or a missing one is not copied at all."""
+    from onnxfix import staging
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    outside = tmp_path / "secret.data"
+    outside.write_bytes(b"\0" * 4096)
+    for k, make in enumerate(("escape", "symlink", "hardlink", "missing")):
+        folder = tmp_path / f"m{k}"
+        folder.mkdir()
+        path = _with_external(folder, location="w.data")
+        data = folder / "w.data"
+        if make == "escape":
+            m = onnx.load(str(path), load_external_data=False)
+            for t in m.graph.initializer:
+                for e in t.external_data:
+                    if e.key == "location":
+                        e.value = "../secret.data"
+            onnx.save(m, str(path))
+        elif make == "symlink":
+            data.unlink()
+            data.symlink_to(outside)
+        elif make == "hardlink":
+            os.link(data, folder / "again.data")
+        else:
+            data.unlink()
+        with pytest.raises(io.ModelError):
+            io.load(path)
+        assert staging.start_early(path, out_dir / "o.onnx") is None
+        assert os.listdir(out_dir) == []
 
 
 def test_repair_that_fails_verification_leaves_no_staged_weights(tmp_path: Path, cli) -> None:
