@@ -194,9 +194,9 @@ class Context:
     def conditions(self) -> list[tuple[Condition, Verdict]]:
         """Every condition under which a node of the main graph runs, classified once
         (:mod:`onnxfix.shapes.conditions`), in graph order."""
-        from onnxfix.shapes.conditions import classify, collect
+        from onnxfix.shapes.conditions import classified, collect
 
-        return [(c, classify(c, self.input_dims)) for c in collect(self)]
+        return list(classified(collect(self), self.input_dims))
 
     @functools.cached_property
     def pinning(self) -> list[tuple[Condition, Verdict]]:

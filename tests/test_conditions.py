@@ -139,3 +139,20 @@ def test_the_stored_sample_is_the_generators() -> None:
     frames = d_floordiv(L, 8)
     cond = _cond(d_mul(8, d_mul(B, frames)), d_mul(B, L), "eq")
     assert classify(cond) == classify(cond, rng=random.Random(0))
+
+
+def test_conditions_that_compare_the_same_dims_are_classified_once(monkeypatch) -> None:
+    """A deep encoder repeats its conditions layer after layer: ``classified`` gives each
+    the verdict ``classify`` gives it, and classifies each distinct comparison once."""
+    from onnxfix.shapes import conditions
+
+    conds = [_cond(T, 20), _cond(T, 20), _cond(d_mul(B, T), 80, "eq"), _cond(T, 20, "eq")] * 3
+    want = [classify(c) for c in conds]
+    calls: list[Condition] = []
+    real = conditions.classify
+    monkeypatch.setattr(
+        conditions, "classify", lambda c, inputs=None: calls.append(c) or real(c, inputs)
+    )
+    got = list(conditions.classified(conds))
+    assert [v for _, v in got] == want and [c for c, _ in got] == conds
+    assert len(calls) == 3
