@@ -21,6 +21,7 @@ there is none, the outputs fall back to what ONNX shape inference said.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -245,8 +246,10 @@ class Propagator:
         """Record an exactly known tensor; small integral ones are shape values too."""
         self.consts[name] = arr
         if arr.ndim <= 1 and arr.size <= MAX_VALUE and arr.dtype.kind in "iuf":
-            flat = arr.reshape(-1)
-            if arr.dtype.kind != "f" or bool(np.all(np.isfinite(flat) & (flat == np.round(flat)))):
+            # Python numbers, not numpy calls on a one-element array: five ufuncs per
+            # float constant were 7.6 µs of a 13 µs Constant node (measured)
+            flat = arr.reshape(-1).tolist()
+            if arr.dtype.kind != "f" or all(v.is_integer() for v in flat):  # not inf, nan
                 self.values[name] = tuple(int(v) for v in flat)
                 if arr.ndim == 0:
                     self.scalar.add(name)
@@ -341,13 +344,42 @@ class Propagator:
 
 
 def tensor_value(t: onnx.TensorProto) -> np.ndarray | None:
-    """A stored tensor's values if small and inside the model (lint reads no weight bytes)."""
-    if t.data_location == onnx.TensorProto.EXTERNAL or math.prod(t.dims) > fold.MAX_ELEMENTS:
+    """A stored tensor's values if small and inside the model (lint reads no weight bytes).
+
+    Raw bytes of a plain numeric type are read as ``numpy_helper.to_array`` reads them
+    (``frombuffer``, read-only) without its general path: 1 µs instead of 4 µs, for each
+    of the hundreds of Constant nodes a TorchScript export has."""
+    if t.data_location == onnx.TensorProto.EXTERNAL:
         return None
+    dims = tuple(t.dims)
+    if math.prod(dims) > fold.MAX_ELEMENTS:
+        return None
+    raw = _RAW.get(t.data_type)
+    if raw is not None and t.HasField("raw_data") and not t.HasField("segment"):
+        try:
+            return np.frombuffer(t.raw_data, dtype=raw).reshape(dims)
+        except ValueError:  # a size that does not match the dims: to_array refuses too
+            return None
     try:
         return numpy_helper.to_array(t)
     except Exception:
         return None
+
+
+#: the types whose raw bytes are numpy's own on this machine (ONNX stores little-endian)
+_RAW: dict[int, np.dtype] = (
+    {
+        onnx.TensorProto.FLOAT: np.dtype(np.float32),
+        onnx.TensorProto.DOUBLE: np.dtype(np.float64),
+        onnx.TensorProto.INT64: np.dtype(np.int64),
+        onnx.TensorProto.INT32: np.dtype(np.int32),
+        onnx.TensorProto.INT8: np.dtype(np.int8),
+        onnx.TensorProto.UINT8: np.dtype(np.uint8),
+        onnx.TensorProto.BOOL: np.dtype(np.bool_),
+    }
+    if sys.byteorder == "little"
+    else {}
+)
 
 
 def _settled(shape: Shape) -> bool:
