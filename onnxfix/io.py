@@ -269,7 +269,8 @@ def _text(*values: object) -> bool:
 def _stored(t: onnx.TensorProto, external: list[onnx.TensorProto]) -> bool:
     """Whether a stored tensor's external-data entries are text; appends it to
     ``external`` if its data is outside the model."""
-    if not _text(*(x for e in t.external_data for x in (e.key, e.value))):
+    entries = t.external_data  # most tensors have none: no generator to build for them
+    if entries and not _text(*(x for e in entries for x in (e.key, e.value))):
         return False
     if t.data_location == _EXTERNAL:
         external.append(t)
