@@ -8,8 +8,11 @@ rules small and makes every rule benefit when the shape reasoning improves.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
+import os
 import re
+import signal
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -310,33 +313,143 @@ def infer(
     run for the shapes.  Without data propagation: ours (:mod:`onnxfix.shapes`)
     tracks shape values with bounded memory, while ONNX's materialises them — a
     100-byte model with a ``ConstantOfShape`` of 2**31 elements made it allocate
-    until killed.
+    until killed.  ``table``: the model's scan at load, with the inference started then
+    (:class:`EarlyInference`) or the bytes the model was read from.
     """
     from onnxfix.io import inference_safe
 
     safe = inference_safe(model, table)
+    early = table.take_early() if table is not None else None
+    if isinstance(early, EarlyInference):
+        if safe is model:
+            got = early.result()
+            if got is not None:
+                return got
+        else:  # it read the -1 dims the safe copy leaves out
+            early.cancel()
     source = table.take_source() if table is not None else None
     # the bytes the model was read from, unless the copy without -1 dims is what to infer
-    subject: onnx.ModelProto | bytes = source if source is not None and safe is model else safe
+    data = source if source is not None and safe is model else safe.SerializeToString()
     del source
+    inferred, strict, err = _infer_bytes(data)
+    return (onnx.load_from_string(inferred) if inferred is not None else None), strict, err
+
+
+def _infer_bytes(data: bytes) -> tuple[bytes | None, str | None, str | None]:
+    """:func:`infer` on a serialised model, answering the inferred model's bytes (the C++
+    function ``onnx.shape_inference.infer_shapes`` wraps)."""
+    from onnx.onnx_cpp2py_export import shape_inference
+
     try:
-        return (
-            onnx.shape_inference.infer_shapes(
-                subject, check_type=True, strict_mode=True, data_prop=False
-            ),
-            None,
-            None,
-        )
+        return shape_inference.infer_shapes(data, True, True, False), None, None
     except Exception as exc:
         strict = str(exc) or repr(exc)
     try:
-        lenient = onnx.shape_inference.infer_shapes(
-            subject, check_type=False, strict_mode=False, data_prop=False
-        )
-        return lenient, strict, None
+        return shape_inference.infer_shapes(data, False, False, False), strict, None
     except Exception as exc:
         text = str(exc).strip()
         return None, strict, text.splitlines()[0][:300] if text else repr(exc)
+
+
+#: a model file smaller than this is inferred in this process: a fork and the answer's
+#: transfer cost more than the inference saves (a 460 KB graph infers in about 20 ms)
+FORK_AT = 256 * 1024
+
+
+class EarlyInference:
+    """ONNX's inference of the bytes a model was read from, run in a forked child while
+    this process parses and scans the same bytes (:func:`onnxfix.io.load` starts it).
+
+    The inference is C++ that holds the GIL, so only another process can run beside it.
+    Measured: reading, parsing, scanning and inferring a 100k-node graph took 1.9-2.2 s
+    one after the other and 1.4-1.6 s so; a 10k-node graph 0.35-0.42 s and 0.27-0.29 s.
+    The answer comes back as bytes through an anonymous file.  A child that dies by a
+    signal (a C++ abort in ONNX's inference) is reported as the inference's failure,
+    where the same abort in this process would have ended the command.
+    """
+
+    def __init__(self, pid: int, out: Any) -> None:
+        self.pid = pid
+        self.out = out
+        self.status: int | None = None
+
+    @classmethod
+    def start(cls, data: bytes) -> EarlyInference | None:
+        """The child inferring ``data``; None where it would not pay or cannot be done (a
+        small model, no fork, or other threads running that a child would not have)."""
+        import threading
+
+        if len(data) < FORK_AT or not hasattr(os, "fork") or threading.active_count() > 1:
+            return None
+        out = _anonymous_file()
+        pid = os.fork()
+        if pid == 0:  # the child: the answer into the file, then leave without cleanup
+            code = 1
+            try:
+                # says nothing: a C++ abort's text would land amid the report, which says
+                # the inference crashed
+                import faulthandler
+                import pickle
+
+                faulthandler.disable()  # its dump goes to a descriptor of its own
+                quiet = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(quiet, 1)
+                os.dup2(quiet, 2)
+                os.close(quiet)
+
+                pickle.dump(_infer_bytes(data), out, protocol=5)
+                out.flush()
+                code = 0
+            finally:
+                os._exit(code)
+        return cls(pid, out)
+
+    def _wait(self) -> int:
+        if self.status is None:
+            self.status = os.waitpid(self.pid, 0)[1]
+        return self.status
+
+    def result(self) -> tuple[onnx.ModelProto | None, str | None, str | None] | None:
+        """The child's answer as :func:`infer` gives it; None if it gave none (infer here)."""
+        import pickle
+
+        try:
+            status = self._wait()
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status)).name
+                return None, None, f"ONNX's shape inference crashed ({sig})"
+            if status != 0:
+                return None
+            self.out.seek(0)
+            inferred, strict, err = pickle.load(self.out)
+        except Exception:
+            return None
+        finally:
+            self.out.close()
+        return (onnx.load_from_string(inferred) if inferred is not None else None), strict, err
+
+    def cancel(self) -> None:
+        """Stop the child (its answer is not wanted) and reap it."""
+        if self.status is None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(OSError):
+                self._wait()
+        self.out.close()
+
+    def __del__(self) -> None:  # an analysis that never asked: no child is left behind
+        if self.status is None:
+            with contextlib.suppress(Exception):
+                self.cancel()
+
+
+def _anonymous_file() -> Any:
+    """A file with no name: in memory where Linux offers it, else a temporary file."""
+    import tempfile
+
+    if hasattr(os, "memfd_create"):
+        return open(os.memfd_create("onnxfix-inference"), "w+b")
+    return tempfile.TemporaryFile()
 
 
 def build(
@@ -344,41 +457,32 @@ def build(
 ) -> Context:
     """Analyse ``model`` (which is only read, never changed).  ``table``: its main graph's
     nodes as :func:`onnxfix.io.load` read them, if the model was not edited since."""
-    inferred, strict_err, err = infer(model, table)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     graphs: list[GraphCtx] = []
+    strict_err = err = None
     # an explicit stack, not a recursive closure: a closure that calls itself is a
     # reference cycle, and it held every GraphCtx of the analysis (millions of objects
     # on a 100k-node graph) until a full collection -- 0.56 s of collector time
     todo: list[tuple[onnx.GraphProto, onnx.GraphProto | None, str, GraphCtx | None, Route]]
-    todo = [(model.graph, inferred.graph if inferred is not None else None, "main", None, ())]
+    todo = [(model.graph, None, "main", None, ())]
     while todo:
         g, ig, path, parent, route = todo.pop()
-        prop = Propagator(
-            g, _value_infos(ig) if ig is not None else {}, parent.shapes if parent else None, opset
-        )
         rows: list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]]
         if g is model.graph and table is not None:
             rows = table
         else:  # one walk over the protobuf; everything after reads these lists
             rows = [(n, tuple(n.input), tuple(n.output), n.op_type, n.domain) for n in g.node]
-        gc = GraphCtx(g, path, prop, parent, route=route, nodes=[r[0] for r in rows])
+        maps = _maps(rows)
+        if parent is None:
+            # ONNX's answer is needed from here on, not before: an inference started at
+            # load (EarlyInference) ran beside the scan and these maps
+            inferred, strict_err, err = infer(model, table)
+            ig = inferred.graph if inferred is not None else None
+        prop = Propagator(
+            g, _value_infos(ig) if ig is not None else {}, parent.shapes if parent else None, opset
+        )
+        gc = GraphCtx(g, path, prop, parent, route=route, nodes=[r[0] for r in rows], **maps)
         nested = gc.nesting
-        producers, consumers, op_index = gc.producers, gc.consumers, gc.op_index
-        for k, (n, ins, outs, op, domain) in enumerate(rows):
-            gc.ins.append(ins)
-            gc.outs.append(outs)
-            gc.position[id(n)] = k
-            if domain in ("", "ai.onnx"):
-                op_index.setdefault(op, []).append(k)
-            if _nests(domain, op):
-                nested.append(k)
-            for o in outs:
-                if o:
-                    producers[o] = n
-            for i in ins:
-                if i:
-                    consumers.setdefault(i, []).append(n)
         # subgraph inputs (loop counters, scan slices) come from the graph itself
         prop.run(rows)
         graphs.append(gc)
@@ -397,6 +501,43 @@ def build(
     return Context(
         model, graphs, opset, err, _output_aliases(model.graph, graphs[0]), contract, strict_err
     )
+
+
+def _maps(
+    rows: Sequence[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str, str]],
+) -> dict[str, Any]:
+    """A graph's maps for :class:`GraphCtx`, in one walk over its rows: producers,
+    consumers, op index, inputs, outputs, positions, nodes that may nest graphs."""
+    ins: list[tuple[str, ...]] = []
+    outs: list[tuple[str, ...]] = []
+    nesting: list[int] = []
+    position: dict[int, int] = {}
+    producers: dict[str, onnx.NodeProto] = {}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    op_index: dict[str, list[int]] = {}
+    for k, (n, node_ins, node_outs, op, domain) in enumerate(rows):
+        ins.append(node_ins)
+        outs.append(node_outs)
+        position[id(n)] = k
+        if domain in ("", "ai.onnx"):
+            op_index.setdefault(op, []).append(k)
+        if _nests(domain, op):
+            nesting.append(k)
+        for o in node_outs:
+            if o:
+                producers[o] = n
+        for i in node_ins:
+            if i:
+                consumers.setdefault(i, []).append(n)
+    return {
+        "ins": ins,
+        "outs": outs,
+        "nesting": nesting,
+        "position": position,
+        "producers": producers,
+        "consumers": consumers,
+        "op_index": op_index,
+    }
 
 
 def _output_aliases(graph: onnx.GraphProto, main: GraphCtx) -> dict[Sym, str]:

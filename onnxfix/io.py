@@ -17,6 +17,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import onnx
 from google.protobuf.message import DecodeError
@@ -147,13 +148,21 @@ def _external_file(model_path: Path, base: Path, loc: str, where: str) -> tuple[
         raise ModelError(model_path, str(exc)) from None
 
 
-def load(path: str | os.PathLike[str], *, keep_source: bool = False) -> LoadedModel:
+def load(
+    path: str | os.PathLike[str],
+    *,
+    keep_source: bool = False,
+    on_read: Callable[[bytes], Pending | None] | None = None,
+) -> LoadedModel:
     """Parse a model and validate its external data; weight bytes stay on disk.
 
     Nothing here needs the weights: lint reads the graph, and repair copies the
     data files as bytes (:func:`write_atomic`).  ``keep_source``: the file's bytes are
     kept on the node table (:attr:`NodeTable.source`) for the analysis's inference,
-    which would otherwise serialise the model again.
+    which would otherwise serialise the model again.  ``on_read`` is given the bytes
+    before they are parsed and may start work on them (the analysis's inference in a
+    child process, :class:`onnxfix.context.EarlyInference`); it is kept on the node table
+    (:attr:`NodeTable.early`), and cancelled if the model turns out unusable.
     """
     p = Path(path)
     _check_regular_input(p)
@@ -162,31 +171,39 @@ def load(path: str | os.PathLike[str], *, keep_source: bool = False) -> LoadedMo
             data = fh.read()
     except OSError as exc:
         raise ModelError(p, f"cannot be read ({exc.strerror})") from None
-    model = onnx.ModelProto()
+    early = on_read(data) if on_read is not None else None
+    keep_source = keep_source and early is None
     try:
-        model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as exc:
-        if "MaxDepth" in str(exc):
-            raise ModelError(p, "nests subgraphs deeper than protobuf can parse") from None
-        raise ModelError(
-            p, "is not an ONNX model (protobuf parse failed: truncated or not ONNX)"
-        ) from None
-    if not model.HasField("graph") or (
-        not model.graph.node and not model.graph.input and not model.graph.output
-    ):
-        raise ModelError(p, "is not an ONNX model (no graph found)")
-    if model.ir_version <= 0:
-        raise ModelError(p, "is not an ONNX model (no IR version)")
-    tensors: list[onnx.TensorProto] = []
-    table = NodeTable()
-    if keep_source:
-        table.source = data
-    del data
-    bad = _scan(model, tensors, table)
-    if bad is not None:
-        raise ModelError(p, bad)
-    external = validate_external_data(model, p, tensors)
-    return LoadedModel(p, model, external, _locations(tensors), table)
+        model = onnx.ModelProto()
+        try:
+            model.ParseFromString(data)
+        except (DecodeError, RuntimeError, ValueError) as exc:
+            if "MaxDepth" in str(exc):
+                raise ModelError(p, "nests subgraphs deeper than protobuf can parse") from None
+            raise ModelError(
+                p, "is not an ONNX model (protobuf parse failed: truncated or not ONNX)"
+            ) from None
+        if not model.HasField("graph") or (
+            not model.graph.node and not model.graph.input and not model.graph.output
+        ):
+            raise ModelError(p, "is not an ONNX model (no graph found)")
+        if model.ir_version <= 0:
+            raise ModelError(p, "is not an ONNX model (no IR version)")
+        tensors: list[onnx.TensorProto] = []
+        table = NodeTable()
+        table.early = early
+        if keep_source:
+            table.source = data
+        del data
+        bad = _scan(model, tensors, table)
+        if bad is not None:
+            raise ModelError(p, bad)
+        external = validate_external_data(model, p, tensors)
+        return LoadedModel(p, model, external, _locations(tensors), table)
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
 
 
 def _negative_dims(
@@ -234,11 +251,23 @@ class NodeTable(list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...], str
     #: inference takes bytes, and serialising the model again for it cost 0.08-0.1 s of a
     #: 100k-node lint (measured).  Taken by the first inference (:func:`take_source`).
     source: bytes | None = None
+    #: what :func:`load`'s ``on_read`` started with the bytes (the analysis's inference)
+    early: Pending | None = None
 
     def take_source(self) -> bytes | None:
         """The model's bytes, once: they are let go as soon as inference has them."""
         source, self.source = self.source, None
         return source
+
+    def take_early(self) -> Pending | None:
+        early, self.early = self.early, None
+        return early
+
+
+class Pending(Protocol):
+    """Work started on a model's bytes before they were parsed; stopped if never used."""
+
+    def cancel(self) -> None: ...
 
 
 def _scan(

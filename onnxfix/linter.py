@@ -187,7 +187,7 @@ def lint(
             findings, ctx = lint_model(path, rules, contract)
             label = "<model>"
         else:
-            loaded = io.load(path, keep_source=True)
+            loaded = io.load(path, keep_source=True, on_read=context.EarlyInference.start)
             findings, ctx = lint_model(loaded.model, rules, contract, loaded.table)
             label = str(path)
             if _retain is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from onnx import helper
 
 from onnxfix import api, registry
@@ -75,3 +76,124 @@ def test_an_analysis_is_freed_by_reference_counting_alone() -> None:
     finally:
         if was:
             gc.enable()
+
+
+def _mismatch_model():
+    """Strict inference refuses it (Add of [2, 3] and [4]); lenient inference still runs."""
+    from onnx import TensorProto
+
+    g = helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"], name="add")],
+        "g",
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4]),
+        ],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_an_inference_started_at_load_answers_as_one_run_here(tmp_path, monkeypatch) -> None:
+    """``EarlyInference`` runs ONNX's inference in a forked child while the model is
+    parsed and scanned; its answer (inferred model, strict error, fallback error) is the
+    one an inference in this process gives, and no child is left."""
+    import os
+
+    import onnx
+
+    from onnxfix import context, io
+
+    monkeypatch.setattr(context, "FORK_AT", 0)  # these models are small
+    for name, model in (("mask", mask_where(["B", "T", 16], 2, 17)), ("bad", _mismatch_model())):
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(model, str(path))
+        loaded = io.load(path, on_read=context.EarlyInference.start)
+        early = loaded.table.early if loaded.table is not None else None
+        assert isinstance(early, context.EarlyInference)
+        got = context.infer(loaded.model, loaded.table)
+        want = context.infer(loaded.model)
+        assert got[1:] == want[1:] and (name == "mask") == (got[1] is None)
+        assert got[0] is not None and want[0] is not None
+        assert got[0].SerializeToString() == want[0].SerializeToString()
+        assert early.status is not None  # reaped
+        try:
+            os.waitpid(early.pid, os.WNOHANG)
+            raise AssertionError("the child is still there")
+        except ChildProcessError:
+            pass
+
+
+def test_a_crash_of_the_inference_child_is_a_failed_inference(tmp_path, monkeypatch) -> None:
+    """ONNX's inference can abort its process (a C++ assertion).  In the child that is
+    reported as the inference's failure and the analysis goes on with its own shapes."""
+    import os
+    import signal
+
+    import onnx
+
+    from onnxfix import context, linter
+
+    monkeypatch.setattr(context, "FORK_AT", 0)
+    monkeypatch.setattr(context, "_infer_bytes", lambda data: os.kill(os.getpid(), signal.SIGABRT))
+    path = tmp_path / "m.onnx"
+    onnx.save(mask_where(["B", "T", 16], 2, 17), str(path))
+    result = linter.lint(path)
+    assert result.notes == ["shape inference failed: ONNX's shape inference crashed (SIGABRT)"]
+    assert [f.rule for f in result.findings] == ["WB102"]  # found on our own shapes
+
+
+def test_an_inference_not_wanted_is_stopped(tmp_path, monkeypatch) -> None:
+    """A model that turns out unusable after the child started, or a declared -1 dim
+    (the child read the raw model; the safe copy is inferred here instead), or an
+    analysis that never asks: the child is killed and reaped."""
+    import os
+    import time
+    import weakref
+
+    import onnx
+
+    from onnxfix import context, io
+
+    monkeypatch.setattr(context, "FORK_AT", 0)
+    started: list[tuple[int, weakref.ref[context.EarlyInference]]] = []
+
+    parent, real = os.getpid(), context._infer_bytes
+
+    def slow(data: bytes):
+        if os.getpid() != parent:  # the children hang; this process infers as usual
+            time.sleep(30)
+        return real(data)
+
+    def start(data: bytes):
+        e = context.EarlyInference.start(data)
+        assert e is not None
+        started.append((e.pid, weakref.ref(e)))
+        return e
+
+    monkeypatch.setattr(context, "_infer_bytes", slow)
+    bad = tmp_path / "bad.onnx"
+    onnx.save(mask_where(["B", "T", 16], 2, 17), str(bad))
+    bad.write_bytes(bad.read_bytes()[:-9])
+    t = time.monotonic()
+    with pytest.raises(io.ModelError):
+        io.load(bad, on_read=start)
+    path = tmp_path / "m.onnx"
+    m = mask_where(["B", "T", 16], 2, 17)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = -1  # Paddle2ONNX's dynamic
+    onnx.save(m, str(path))
+    loaded = io.load(path, on_read=start)
+    assert loaded.table is not None and loaded.table.minus_one
+    inferred, _strict, err = context.infer(loaded.model, loaded.table)
+    assert inferred is not None and err is None  # the safe copy, here
+    loaded = io.load(path, on_read=start)
+    del loaded
+    import gc
+
+    gc.collect()
+    assert time.monotonic() - t < 10  # none was waited for
+    assert len(started) == 3
+    for pid, ref in started:
+        assert ref() is None
+        with pytest.raises(ChildProcessError):  # reaped: not a zombie
+            os.waitpid(pid, os.WNOHANG)
