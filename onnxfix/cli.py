@@ -616,6 +616,11 @@ def _in_workers(task: Any, paths: list[str], jobs: int) -> list[Any]:
     if not hasattr(os, "fork"):
         return [task(p) for p in paths]
     shares = _shares(paths, min(jobs, len(paths)))
+    import gc
+
+    # what is alive now (the libraries) is shared with the forks: out of the collector's
+    # sight, its passes do not write to those pages and so do not copy them in each process
+    gc.freeze()
     children: list[tuple[int, list[int], Any]] = []
     try:
         for share in shares[1:]:
