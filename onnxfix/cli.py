@@ -635,6 +635,7 @@ def _in_workers(task: Any, paths: list[str], jobs: int) -> list[Any]:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
             out.close()
+        gc.unfreeze()  # a caller that goes on collects as before
     return [results[i] for i in range(len(paths))]
 
 
