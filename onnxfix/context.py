@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
-import onnx.defs
 
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
 
@@ -278,18 +277,21 @@ def _value_infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
     return out
 
 
-@functools.cache
+#: the standard ops whose schemas have a graph attribute, in any opset (a test checks it
+#: against onnx.defs).  Asking the schema registry instead cost 14 ms: its first use builds
+#: every schema, and with ONNX's inference in a child (EarlyInference) nothing else in this
+#: process needs it
+_GRAPH_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
+
+
 def _nests(domain: str, op_type: str) -> bool:
     """Whether nodes of this op may hold subgraphs: a standard op only if its schema has a
     graph attribute (If, Loop, Scan, SequenceMap); any other op may.  Reading every
     node's attributes to find out cost 0.3 s on a 100k-node graph.  (An attribute a
     standard op's schema lacks makes the model invalid; the checker and onnxruntime
-    refuse it, and ONNX's own inference does not look into it either.)"""
-    if domain not in ("", "ai.onnx") or not onnx.defs.has(op_type):
-        return True
-    schema = onnx.defs.get_schema(op_type)
-    kinds = (onnx.defs.OpSchema.AttrType.GRAPH, onnx.defs.OpSchema.AttrType.GRAPHS)
-    return any(a.type in kinds for a in schema.attributes.values())
+    refuse it, and ONNX's own inference does not look into it either; so does a standard
+    op name no schema has.)"""
+    return op_type in _GRAPH_OPS or domain not in ("", "ai.onnx")
 
 
 def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:

@@ -197,3 +197,19 @@ def test_an_inference_not_wanted_is_stopped(tmp_path, monkeypatch) -> None:
         assert ref() is None
         with pytest.raises(ChildProcessError):  # reaped: not a zombie
             os.waitpid(pid, os.WNOHANG)
+
+
+def test_the_standard_ops_that_hold_graphs_are_the_schemas_ones() -> None:
+    """``context._GRAPH_OPS`` stands for the schema registry (its first use costs 14 ms):
+    it must name every standard op with a graph attribute in any opset of this onnx."""
+    import onnx.defs
+
+    from onnxfix import context
+
+    kinds = (onnx.defs.OpSchema.AttrType.GRAPH, onnx.defs.OpSchema.AttrType.GRAPHS)
+    holding = {
+        s.name
+        for s in onnx.defs.get_all_schemas_with_history()
+        if s.domain in ("", "ai.onnx") and any(a.type in kinds for a in s.attributes.values())
+    }
+    assert holding == context._GRAPH_OPS
