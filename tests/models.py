@@ -14,6 +14,19 @@ def _model(nodes, inputs, outputs, opset: int, inits=()) -> onnx.ModelProto:
     return helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", opset)])
 
 
+def mismatched_add(opset: int = 17) -> onnx.ModelProto:
+    """Add of [2, 3] and [4]: WB101 (no fix), and strict inference refuses it."""
+    return _model(
+        [helper.make_node("Add", ["a", "b"], ["y"], name="/Add")],
+        [
+            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
+            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        opset,
+    )
+
+
 def mask_where(
     data_shape: list, mask_rank: int, opset: int, x_first: bool = False
 ) -> onnx.ModelProto:

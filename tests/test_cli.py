@@ -121,21 +121,11 @@ def test_repair_idempotent(cli, tmp_path: Path) -> None:
 def test_repair_exit_1_when_errors_remain(cli, tmp_path: Path) -> None:
     """An error without a fix: nothing written, exit 1, and the rule's reason."""
     import onnx
-    from onnx import TensorProto, helper
 
-    g = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["y"], name="/Add")],
-        "g",
-        [
-            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
-            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-    )
+    from tests.models import mismatched_add
+
     src = tmp_path / "add.onnx"
-    onnx.save(
-        helper.make_model(g, ir_version=8, opset_imports=[helper.make_opsetid("", 17)]), str(src)
-    )
+    onnx.save(mismatched_add(), str(src))
     res = cli("lint", str(src), "--format", "json")
     assert res.returncode == 1
     assert json.loads(res.stdout)["files"][0]["findings"][0]["rule"] == "WB101"

@@ -7,7 +7,7 @@ from onnx import helper
 
 from onnxfix import api, registry
 from onnxfix.context import scope_of, source_of
-from tests.models import mask_where
+from tests.models import mask_where, mismatched_add
 
 
 def test_torchscript_scope_from_name() -> None:
@@ -78,22 +78,6 @@ def test_an_analysis_is_freed_by_reference_counting_alone() -> None:
             gc.enable()
 
 
-def _mismatch_model():
-    """Strict inference refuses it (Add of [2, 3] and [4]); lenient inference still runs."""
-    from onnx import TensorProto
-
-    g = helper.make_graph(
-        [helper.make_node("Add", ["a", "b"], ["c"], name="add")],
-        "g",
-        [
-            helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3]),
-            helper.make_tensor_value_info("b", TensorProto.FLOAT, [4]),
-        ],
-        [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
-    )
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-
-
 def test_an_inference_started_at_load_answers_as_one_run_here(tmp_path, monkeypatch) -> None:
     """``EarlyInference`` runs ONNX's inference in a forked child while the model is
     parsed and scanned; its answer (inferred model, strict error, fallback error) is the
@@ -105,7 +89,7 @@ def test_an_inference_started_at_load_answers_as_one_run_here(tmp_path, monkeypa
     from onnxfix import context, io
 
     monkeypatch.setattr(context, "FORK_AT", 0)  # these models are small
-    for name, model in (("mask", mask_where(["B", "T", 16], 2, 17)), ("bad", _mismatch_model())):
+    for name, model in (("mask", mask_where(["B", "T", 16], 2, 17)), ("bad", mismatched_add())):
         path = tmp_path / f"{name}.onnx"
         onnx.save(model, str(path))
         loaded = io.load(path, on_read=context.EarlyInference.start)
