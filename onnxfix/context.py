@@ -383,8 +383,15 @@ class EarlyInference:
 
         if len(data) < FORK_AT or not hasattr(os, "fork") or threading.active_count() > 1:
             return None
-        out = _anonymous_file()
-        pid = os.fork()
+        try:
+            out = _anonymous_file()
+        except OSError:  # no descriptor left: inferred here instead
+            return None
+        try:
+            pid = os.fork()
+        except OSError:  # no process left (EAGAIN, ENOMEM): inferred here instead
+            out.close()
+            return None
         if pid == 0:  # the child: the answer into the file, then leave without cleanup
             code = 1
             try:
@@ -416,7 +423,11 @@ class EarlyInference:
         import pickle
 
         try:
-            status = self._wait()
+            try:
+                status = self._wait()
+            except BaseException:  # interrupted while waiting: the child goes too
+                self.cancel()
+                raise
             if os.WIFSIGNALED(status):
                 sig = signal.Signals(os.WTERMSIG(status)).name
                 return None, None, f"ONNX's shape inference crashed ({sig})"

@@ -197,3 +197,66 @@ def test_the_standard_ops_that_hold_graphs_are_the_schemas_ones() -> None:
         if s.domain in ("", "ai.onnx") and any(a.type in kinds for a in s.attributes.values())
     }
     assert holding == context._GRAPH_OPS
+
+
+def test_no_fork_no_descriptor_means_inference_here(tmp_path, monkeypatch) -> None:
+    """A fork or a file that cannot be had (EAGAIN, EMFILE) leaves the inference to this
+    process: the same findings, no error."""
+    import errno
+    import os
+
+    import onnx
+
+    from onnxfix import context, linter
+
+    monkeypatch.setattr(context, "FORK_AT", 0)
+    path = tmp_path / "m.onnx"
+    onnx.save(mask_where(["B", "T", 16], 2, 17), str(path))
+    want = [f.rule for f in linter.lint(path).findings]
+
+    def refuse(*a: object) -> int:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", refuse)
+    assert context.EarlyInference.start(path.read_bytes()) is None
+    assert [f.rule for f in linter.lint(path).findings] == want == ["WB102"]
+    monkeypatch.undo()
+    monkeypatch.setattr(context, "FORK_AT", 0)
+    monkeypatch.setattr(context, "_anonymous_file", refuse)
+    assert context.EarlyInference.start(path.read_bytes()) is None
+    assert [f.rule for f in linter.lint(path).findings] == want
+
+
+def test_an_interrupt_while_waiting_for_the_inference_stops_the_child(monkeypatch) -> None:
+    """Ctrl-C (or SIGTERM, which the command turns into the same) while the answer is
+    awaited: the child is killed and reaped, and the interrupt goes on."""
+    import os
+    import signal
+    import time
+
+    from onnxfix import context
+
+    monkeypatch.setattr(context, "FORK_AT", 0)
+    parent, real = os.getpid(), context._infer_bytes
+    monkeypatch.setattr(
+        context,
+        "_infer_bytes",
+        lambda data: time.sleep(30) if os.getpid() != parent else real(data),
+    )
+    early = context.EarlyInference.start(mask_where(["B", "T", 16], 2, 17).SerializeToString())
+    assert early is not None
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    t = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            early.result()
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    assert time.monotonic() - t < 5 and early.status is not None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(early.pid, os.WNOHANG)
