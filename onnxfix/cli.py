@@ -23,6 +23,7 @@ from onnxfix.report.safe import visible
 
 if TYPE_CHECKING:
     from onnxfix.contracts import Contract
+    from onnxfix.forked import Forked
     from onnxfix.linter import LintResult
     from onnxfix.rule import Rule
 
@@ -608,9 +609,11 @@ def _in_workers(task: Any, paths: list[str], jobs: int) -> list[Any]:
     start with onnx and the rules already imported (a fresh interpreter pays ~0.3 s of
     imports, more than linting a small file), each given a share of the bytes to read
     (largest file first, to the least loaded).  A worker hands back its results as one
-    pickle in an anonymous temporary file; one that dies has its files done here.  Where
-    ``fork`` is missing, files are done one after another."""
+    pickle in an anonymous file (:class:`onnxfix.forked.Forked`); one that dies, or
+    cannot be forked, has its files done here.  Where ``fork`` is missing, files are done
+    one after another."""
     from onnxfix import linter, registry  # noqa: F401  (imported once, before the fork)
+    from onnxfix.forked import Forked
 
     registry.all_rules()
     if not hasattr(os, "fork"):
@@ -621,20 +624,18 @@ def _in_workers(task: Any, paths: list[str], jobs: int) -> list[Any]:
     # what is alive now (the libraries) is shared with the forks: out of the collector's
     # sight, its passes do not write to those pages and so do not copy them in each process
     gc.freeze()
-    children: list[tuple[int, list[int], Any]] = []
+    children: list[tuple[Forked | None, list[int]]] = []
     try:
-        for share in shares[1:]:
-            children.append(_fork_share(task, paths, share))
-        results: dict[int, Any] = {i: task(paths[i]) for i in shares[0]}
+        for share in shares[1:]:  # a fork refused: that share is done here
+            children.append((Forked.start(_do_share, task, paths, share), share))
+        results: dict[int, Any] = _do_share(task, paths, shares[0])
         while children:
-            pid, share, out = children.pop()
-            results.update(_collect(pid, share, out, task, paths))
+            child, share = children.pop()
+            results.update(_collect(child, share, task, paths))
     finally:
-        for pid, _share, out in children:  # interrupted: no worker outlives the command
-            with contextlib.suppress(OSError):
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            out.close()
+        for child, _share in children:  # interrupted: no worker outlives the command
+            if child is not None:
+                child.cancel()
         gc.unfreeze()  # a caller that goes on collects as before
     return [results[i] for i in range(len(paths))]
 
@@ -656,38 +657,20 @@ def _shares(paths: list[str], workers: int) -> list[list[int]]:
     return [sorted(s) for s in shares if s]
 
 
-def _fork_share(task: Any, paths: list[str], share: list[int]) -> tuple[int, list[int], Any]:
-    import pickle
-    import tempfile
-
-    out = tempfile.TemporaryFile()  # anonymous: nothing to clean up, whatever happens
-    pid = os.fork()
-    if pid == 0:  # the worker: results into the file, then leave without cleanup handlers
-        code = 1
-        try:
-            pickle.dump({i: task(paths[i]) for i in share}, out)
-            out.flush()
-            code = 0
-        finally:
-            os._exit(code)
-    return pid, share, out
-
-
-def _collect(pid: int, share: list[int], out: Any, task: Any, paths: list[str]) -> dict[int, Any]:
-    import pickle
-
-    _, status = os.waitpid(pid, 0)
-    try:
-        if status == 0:
-            out.seek(0)
-            got = pickle.load(out)
-            if isinstance(got, dict) and sorted(got) == share:
-                return got
-    except Exception:  # a worker that died mid-write: its files are done here instead
-        pass
-    finally:
-        out.close()
+def _do_share(task: Any, paths: list[str], share: list[int]) -> dict[int, Any]:
     return {i: task(paths[i]) for i in share}
+
+
+def _collect(child: Forked | None, share: list[int], task: Any, paths: list[str]) -> dict[int, Any]:
+    """A worker's results; its files are done here if it gave none (it died mid-write,
+    or was never forked)."""
+    try:
+        got = child.answer() if child is not None else None
+        if isinstance(got, dict) and sorted(got) == share:
+            return got
+    except Exception:
+        pass
+    return _do_share(task, paths, share)
 
 
 def _lint_one(

@@ -8,11 +8,8 @@ rules small and makes every rule benefit when the shape reasoning improves.
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
-import os
 import re
-import signal
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 
+from onnxfix.forked import Forked
 from onnxfix.shapes import Dim, Propagator, Shape, Sym, fmt_dim, fmt_shape
 
 if TYPE_CHECKING:
@@ -359,110 +357,45 @@ FORK_AT = 256 * 1024
 
 
 class EarlyInference:
-    """ONNX's inference of the bytes a model was read from, run in a forked child while
-    this process parses and scans the same bytes (:func:`onnxfix.io.load` starts it).
+    """ONNX's inference of the bytes a model was read from, run in a forked child
+    (:class:`onnxfix.forked.Forked`) while this process parses and scans the same bytes
+    (:func:`onnxfix.io.load` starts it).
 
     The inference is C++ that holds the GIL, so only another process can run beside it.
     Measured: reading, parsing, scanning and inferring a 100k-node graph took 1.9-2.2 s
     one after the other and 1.4-1.6 s so; a 10k-node graph 0.35-0.42 s and 0.27-0.29 s.
-    The answer comes back as bytes through an anonymous file.  A child that dies by a
-    signal (a C++ abort in ONNX's inference) is reported as the inference's failure,
-    where the same abort in this process would have ended the command.
+    A child that dies by a signal (a C++ abort in ONNX's inference) is reported as the
+    inference's failure, where the same abort in this process would have ended the
+    command.
     """
 
-    def __init__(self, pid: int, out: Any) -> None:
-        self.pid = pid
-        self.out = out
-        self.status: int | None = None
+    def __init__(self, child: Forked) -> None:
+        self.child = child
 
     @classmethod
     def start(cls, data: bytes) -> EarlyInference | None:
-        """The child inferring ``data``; None where it would not pay or cannot be done (a
-        small model, no fork, or other threads running that a child would not have)."""
-        import threading
-
-        if len(data) < FORK_AT or not hasattr(os, "fork") or threading.active_count() > 1:
+        """The child inferring ``data``; None where it would not pay (a small model) or no
+        child can be had."""
+        if len(data) < FORK_AT:
             return None
-        try:
-            out = _anonymous_file()
-        except OSError:  # no descriptor left: inferred here instead
-            return None
-        try:
-            pid = os.fork()
-        except OSError:  # no process left (EAGAIN, ENOMEM): inferred here instead
-            out.close()
-            return None
-        if pid == 0:  # the child: the answer into the file, then leave without cleanup
-            code = 1
-            try:
-                # says nothing: a C++ abort's text would land amid the report, which says
-                # the inference crashed
-                import faulthandler
-                import pickle
-
-                faulthandler.disable()  # its dump goes to a descriptor of its own
-                quiet = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(quiet, 1)
-                os.dup2(quiet, 2)
-                os.close(quiet)
-
-                pickle.dump(_infer_bytes(data), out, protocol=5)
-                out.flush()
-                code = 0
-            finally:
-                os._exit(code)
-        return cls(pid, out)
-
-    def _wait(self) -> int:
-        if self.status is None:
-            self.status = os.waitpid(self.pid, 0)[1]
-        return self.status
+        child = Forked.start(_infer_bytes, data, quiet=True)
+        return cls(child) if child is not None else None
 
     def result(self) -> tuple[onnx.ModelProto | None, str | None, str | None] | None:
         """The child's answer as :func:`infer` gives it; None if it gave none (infer here)."""
-        import pickle
-
         try:
-            try:
-                status = self._wait()
-            except BaseException:  # interrupted while waiting: the child goes too
-                self.cancel()
-                raise
-            if os.WIFSIGNALED(status):
-                sig = signal.Signals(os.WTERMSIG(status)).name
-                return None, None, f"ONNX's shape inference crashed ({sig})"
-            if status != 0:
-                return None
-            self.out.seek(0)
-            inferred, strict, err = pickle.load(self.out)
+            crashed = self.child.signal()
+            if crashed is not None:
+                self.child.cancel()  # reaped already: this closes its file
+                return None, None, f"ONNX's shape inference crashed ({crashed})"
+            inferred, strict, err = self.child.answer()
         except Exception:
             return None
-        finally:
-            self.out.close()
         return (onnx.load_from_string(inferred) if inferred is not None else None), strict, err
 
     def cancel(self) -> None:
         """Stop the child (its answer is not wanted) and reap it."""
-        if self.status is None:
-            with contextlib.suppress(OSError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                self._wait()
-        self.out.close()
-
-    def __del__(self) -> None:  # an analysis that never asked: no child is left behind
-        if self.status is None:
-            with contextlib.suppress(Exception):
-                self.cancel()
-
-
-def _anonymous_file() -> Any:
-    """A file with no name: in memory where Linux offers it, else a temporary file."""
-    import tempfile
-
-    if hasattr(os, "memfd_create"):
-        return open(os.memfd_create("onnxfix-inference"), "w+b")
-    return tempfile.TemporaryFile()
+        self.child.cancel()
 
 
 def build(

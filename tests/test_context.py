@@ -100,9 +100,9 @@ def test_an_inference_started_at_load_answers_as_one_run_here(tmp_path, monkeypa
         assert got[1:] == want[1:] and (name == "mask") == (got[1] is None)
         assert got[0] is not None and want[0] is not None
         assert got[0].SerializeToString() == want[0].SerializeToString()
-        assert early.status is not None  # reaped
+        assert early.child.status is not None  # reaped
         try:
-            os.waitpid(early.pid, os.WNOHANG)
+            os.waitpid(early.child.pid, os.WNOHANG)
             raise AssertionError("the child is still there")
         except ChildProcessError:
             pass
@@ -152,7 +152,7 @@ def test_an_inference_not_wanted_is_stopped(tmp_path, monkeypatch) -> None:
     def start(data: bytes):
         e = context.EarlyInference.start(data)
         assert e is not None
-        started.append((e.pid, weakref.ref(e)))
+        started.append((e.child.pid, weakref.ref(e)))
         return e
 
     monkeypatch.setattr(context, "_infer_bytes", slow)
@@ -207,7 +207,7 @@ def test_no_fork_no_descriptor_means_inference_here(tmp_path, monkeypatch) -> No
 
     import onnx
 
-    from onnxfix import context, linter
+    from onnxfix import context, forked, linter
 
     monkeypatch.setattr(context, "FORK_AT", 0)
     path = tmp_path / "m.onnx"
@@ -222,7 +222,7 @@ def test_no_fork_no_descriptor_means_inference_here(tmp_path, monkeypatch) -> No
     assert [f.rule for f in linter.lint(path).findings] == want == ["WB102"]
     monkeypatch.undo()
     monkeypatch.setattr(context, "FORK_AT", 0)
-    monkeypatch.setattr(context, "_anonymous_file", refuse)
+    monkeypatch.setattr(forked, "_anonymous_file", refuse)
     assert context.EarlyInference.start(path.read_bytes()) is None
     assert [f.rule for f in linter.lint(path).findings] == want
 
@@ -257,6 +257,6 @@ def test_an_interrupt_while_waiting_for_the_inference_stops_the_child(monkeypatc
             early.result()
     finally:
         signal.signal(signal.SIGALRM, old)
-    assert time.monotonic() - t < 5 and early.status is not None
+    assert time.monotonic() - t < 5 and early.child.status is not None
     with pytest.raises(ChildProcessError):
-        os.waitpid(early.pid, os.WNOHANG)
+        os.waitpid(early.child.pid, os.WNOHANG)
