@@ -366,16 +366,13 @@ def tensor_value(t: onnx.TensorProto) -> np.ndarray | None:
         return None
 
 
-#: the types whose raw bytes are numpy's own on this machine (ONNX stores little-endian)
+#: the types whose raw bytes are numpy's own on this machine (ONNX stores little-endian):
+#: the integer types shape values use, and the two plain float types
 _RAW: dict[int, np.dtype] = (
     {
+        **{t: np.dtype(np_type) for t, np_type in _NP_INT.items()},
         onnx.TensorProto.FLOAT: np.dtype(np.float32),
         onnx.TensorProto.DOUBLE: np.dtype(np.float64),
-        onnx.TensorProto.INT64: np.dtype(np.int64),
-        onnx.TensorProto.INT32: np.dtype(np.int32),
-        onnx.TensorProto.INT8: np.dtype(np.int8),
-        onnx.TensorProto.UINT8: np.dtype(np.uint8),
-        onnx.TensorProto.BOOL: np.dtype(np.bool_),
     }
     if sys.byteorder == "little"
     else {}
