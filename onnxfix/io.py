@@ -418,16 +418,15 @@ def write_atomic(
     out: str | os.PathLike[str],
     *,
     external_from: Path | None = None,
-    verify: Callable[[Path, list[Path], Callable[[], None]], None] | None = None,
+    verify: Callable[[Candidate], None] | None = None,
     externalize: bool = False,
     staged: Staged | None = None,
 ) -> None:
     """Serialise ``model`` next to ``out`` and move it into place.
 
-    ``verify`` is called with the temporary path, its data files and a function that
-    returns once those files are complete (call it before reading the weights: the checks
-    that need only the graph can run while a ``staged`` copy lands), before the rename; if
-    it raises, the temporary files are removed and ``out`` is untouched.
+    ``verify`` is called with the model as written under temporary names
+    (:class:`Candidate`) before anything is renamed; if it raises, the temporary files are
+    removed and ``out`` is untouched.
 
     With ``external_from`` the model still points at external data files in
     that folder (its weights were never loaded): each file is copied byte for
@@ -459,9 +458,9 @@ def write_atomic(
         )
         _write_fsync(tmp_model, model.SerializeToString())
         if verify is not None:
-            verify(tmp_model, list(tmp_data.values()), staged.wait if staged else _ready)
+            verify(_candidate(tmp_model, tmp_data, locations, staged, external_from))
         if staged is not None:
-            staged.finish()  # the copies' fsync ran while the model was verified
+            staged.finish()  # fsync'd while the model was verified; the same bytes as its source
         if locations:
             finals = (
                 {locations[0]: f"{out.name}.data"}
@@ -528,6 +527,51 @@ def _stage_weights(
     return locations
 
 
+@dataclass(frozen=True)
+class Candidate:
+    """A model as :func:`write_atomic` has written it beside the output, under temporary
+    names, for its ``verify`` callback."""
+
+    #: the graph
+    path: Path
+    #: its external data files
+    data: list[Path]
+    #: returns once ``data`` are complete (raises the copy's error): the checks that read
+    #: only the graph need not wait for it
+    ready: Callable[[], None]
+    #: while ``data`` are still being copied (a :class:`Staged` copy): the folder they are
+    #: copied from, and each location ``path`` names -> the location in that folder of the
+    #: file it is a copy of.  A session may read the weights there before ``ready``: the
+    #: copies are shown to hold the same bytes before anything is renamed
+    #: (:meth:`Staged.finish`).
+    sources: tuple[Path, dict[str, str]] | None = None
+
+
+def _candidate(
+    tmp_model: Path,
+    tmp_data: dict[str, Path],
+    locations: list[str],
+    staged: Staged | None,
+    external_from: Path | None,
+) -> Candidate:
+    """``tmp_model`` for verification; with its sources if every data file it names is
+    a staged copy (a file copied or written here is complete already)."""
+    if staged is None:
+        return Candidate(tmp_model, list(tmp_data.values()), _ready)
+    sources = None
+    if (
+        external_from is not None
+        and locations
+        and len(tmp_data) == len(locations)
+        and all(
+            staged.target(loc) == tmp_data[loc] and staged.sources[loc] == external_from / loc
+            for loc in locations
+        )
+    ):
+        sources = (external_from, {tmp_data[loc].name: loc for loc in locations})
+    return Candidate(tmp_model, list(tmp_data.values()), staged.wait, sources)
+
+
 def _ready() -> None:
     """Data files written here are complete as soon as they are named."""
 
@@ -584,6 +628,11 @@ def _copy_for_external(model: onnx.ModelProto) -> onnx.ModelProto:
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     return copy
+
+
+def relocate(model: onnx.ModelProto, moves: dict[str, str]) -> None:
+    """Point ``model``'s external data at other files: location -> new location."""
+    _relocate([t for t in iter_tensors(model.graph) if t.data_location == _EXTERNAL], moves)
 
 
 def _relocate(tensors: list[onnx.TensorProto], moves: dict[str, str]) -> None:

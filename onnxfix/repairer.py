@@ -326,11 +326,11 @@ class _Landing:
         rep.rewrites = [f"{f.rule} at {f.node}: {c}" for f, c in result.checks]
         in_memory = extra is not None  # a simplified model holds its weights in memory
 
-        def check(tmp: Path, data: list[Path], ready: Callable[[], None]) -> None:
+        def check(cand: io.Candidate) -> None:
             verify.verify(
                 loaded.path,
                 self.original,
-                tmp,
+                cand.path,
                 reference=self.reference,
                 probe=self.probe,
                 report=rep,
@@ -338,11 +338,12 @@ class _Landing:
                 changed_outputs=result.changed_outputs,
                 ctx=run.ctx,
                 fixed=_fixed(run),
-                external_files=data,
-                ready=ready,
+                external_files=cand.data,
+                ready=cand.ready,
+                sources=cand.sources,
             )
             if extra is not None and self.probe:
-                extra(tmp, rep)
+                extra(cand.path, rep)
 
         result.verification = rep
         io.write_atomic(

@@ -67,6 +67,10 @@ class Job:
     #: the model to compare with, serialised, when it exists only in memory; its external
     #: data lies beside ``compare_with`` (``repair --simplify``: the unsimplified repair)
     compare_model: bytes | None = None
+    #: ``model``'s weights are read from another folder: (folder, ((location in ``model``,
+    #: location there), ...)).  A repair's candidate is verified while its data files are
+    #: still being copied from that folder (:class:`onnxfix.io.Candidate`).
+    weights_from: tuple[str, tuple[tuple[str, str], ...]] | None = None
 
 
 @dataclass
@@ -194,36 +198,61 @@ class _Channel:
 
 def execute(job: Job, limits: Limits) -> list[Outcome]:
     """Run ``job`` in a child process within ``limits``; never raises for the model's faults."""
-    channel = _Channel(job)
-    outcomes: list[Outcome] = []
-    start = time.monotonic()
-    finished = False
-    try:
-        while True:
-            try:
-                msg = channel.get(_POLL)
-            except TimeoutError:
-                msg = TimeoutError
-            if msg is None:
-                finished = True
-                channel.release()
-                break
-            if msg is EOFError:
-                break
-            if msg is not TimeoutError:
-                outcomes.append(msg)
-                continue
-            if not channel.alive():
-                continue  # drain what it sent before it ended
-            limit = _over(channel.pid, limits, start)
-            if limit:
-                outcomes.append(Outcome(None, False, "limit", limit))
-                break
-    finally:
-        channel.stop()
-    if not finished and not any(o.kind == "limit" for o in outcomes):
-        outcomes.append(Outcome(None, False, "runtime", "onnxruntime crashed the process"))
-    return outcomes
+    with Started(job, limits) as started:
+        return started.outcomes()
+
+
+class Started:
+    """A job whose child is already at work (building its session) while this process
+    does something else: :meth:`outcomes` collects what it says; leaving the ``with``
+    block, or :meth:`stop`, kills and reaps it if it still runs.  ``limits`` count from
+    the start."""
+
+    def __init__(self, job: Job, limits: Limits) -> None:
+        self.limits = limits
+        self.start = time.monotonic()
+        self.channel = _Channel(job)
+
+    def __enter__(self) -> Started:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.channel.stop()
+
+    def outcomes(self) -> list[Outcome]:
+        """Every outcome, as :func:`execute` returns them; the child is stopped after."""
+        channel, limits = self.channel, self.limits
+        outcomes: list[Outcome] = []
+        finished = False
+        try:
+            while True:
+                try:
+                    msg = channel.get(_POLL)
+                except TimeoutError:
+                    msg = TimeoutError
+                if msg is None:
+                    finished = True
+                    channel.release()
+                    break
+                if msg is EOFError:
+                    break
+                if msg is not TimeoutError:
+                    outcomes.append(msg)
+                    continue
+                if not channel.alive():
+                    continue  # drain what it sent before it ended
+                limit = _over(channel.pid, limits, self.start)
+                if limit:
+                    outcomes.append(Outcome(None, False, "limit", limit))
+                    break
+        finally:
+            channel.stop()
+        if not finished and not any(o.kind == "limit" for o in outcomes):
+            outcomes.append(Outcome(None, False, "runtime", "onnxruntime crashed the process"))
+        return outcomes
 
 
 def _over(pid: int | None, limits: Limits, start: float) -> str | None:
@@ -294,9 +323,12 @@ def _child(job: Job, conn: Any) -> None:
         conn.close()
 
 
-def session(path: str, providers: Sequence[str], model: Any = None) -> Any:
+def session(
+    path: str, providers: Sequence[str], model: Any = None, folder: str | None = None
+) -> Any:
     """A session on ``path``, or on ``model`` (an edited copy of it, a ModelProto) whose
-    external data stays in ``path``'s folder: nothing is written next to the user's files."""
+    external data stays in ``path``'s folder (or ``folder``): nothing is written next to
+    the user's files."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -312,7 +344,7 @@ def session(path: str, providers: Sequence[str], model: Any = None) -> Any:
         return ort.InferenceSession(path, opts, providers=list(providers))
     opts.add_session_config_entry(
         "session.model_external_initializers_file_folder_path",
-        os.path.dirname(os.path.abspath(path)),
+        folder or os.path.dirname(os.path.abspath(path)),
     )
     return ort.InferenceSession(model.SerializeToString(), opts, providers=list(providers))
 
@@ -320,10 +352,18 @@ def session(path: str, providers: Sequence[str], model: Any = None) -> Any:
 def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
     import onnx
 
-    from onnxfix import probe, verify
+    from onnxfix import io, probe, verify
 
     try:
-        sess = session(job.model, job.providers)
+        model = onnx.load(job.model, load_external_data=False)
+        if job.weights_from is None:
+            sess = session(job.model, job.providers)
+        else:
+            folder, moves = job.weights_from
+            elsewhere = onnx.ModelProto()
+            elsewhere.CopyFrom(model)
+            io.relocate(elsewhere, dict(moves))
+            sess = session(job.model, job.providers, elsewhere, folder)
     except ValueError as exc:
         yield Outcome(None, False, "tool", str(exc))
         return
@@ -338,7 +378,6 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
             other = session(job.compare_with, job.providers, in_memory)
         except Exception as exc:
             other_error = _first_line(exc)
-    model = onnx.load(job.model, load_external_data=False)
     feeder = onnx.load(job.inputs_from, load_external_data=False) if job.inputs_from else model
     roles = probe.infer_roles(feeder)
     atol, rtol = job.tolerance if job.tolerance is not None else (None, 0.0)

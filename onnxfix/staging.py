@@ -74,9 +74,13 @@ class Staged:
     Each copy lands in a temporary file named like :func:`write_atomic`'s and is flushed
     to disk (``fsync``) in the same thread.  :meth:`target` names a copy's file,
     :meth:`wait` returns once the copies are complete, :meth:`finish` once they are on
-    disk; :meth:`discard` stops the copy and removes every temporary file, whatever state
-    it reached.  Nothing is visible under the output's name until :func:`write_atomic`
-    renames it.
+    disk and shown to hold their sources' bytes; :meth:`discard` stops the copy and
+    removes every temporary file, whatever state it reached.  Nothing is visible under
+    the output's name until :func:`write_atomic` renames it.
+
+    A verification may read the weights from the sources while they are being copied
+    (onnxruntime builds its session meanwhile): :meth:`finish` is what makes that the
+    same as reading the copies (see :func:`_same_bytes`).
     """
 
     def __init__(self, sources: dict[str, Path], folder: Path) -> None:
@@ -84,7 +88,9 @@ class Staged:
 
         self.sources = dict(sources)
         self.folder = folder
-        self.total = sum(p.stat().st_size for p in self.sources.values())  # before any file
+        #: each source as it was when the copy began: it must be so when the copy is used
+        self.before = {loc: os.stat(p) for loc, p in self.sources.items()}  # before any file
+        self.total = sum(st.st_size for st in self.before.values())
         self.tmp: dict[str, Path] = {}
         try:
             for loc in self.sources:
@@ -145,11 +151,46 @@ class Staged:
                 tmp.unlink()
 
     def finish(self) -> None:
-        """Wait until every copy is on disk; raises the copy's OSError."""
+        """Wait until every copy is on disk and holds its source's bytes; raises OSError
+        (the copy's, or :func:`_same_bytes`'s)."""
         self.wait()
         self._thread.join()
         if self.error is not None:
             raise self.error
+        for loc, src in self.sources.items():
+            _same_bytes(src, self.before[loc], self.tmp[loc])
+
+
+#: blocks compared between a copy and its source, and their size: 4 MB read from the
+#: page cache, about 2 ms for any file size
+_SPOTS, _SPOT = 64, 64 * 2**10
+
+
+def _same_bytes(src: Path, before: os.stat_result, copy: Path) -> None:
+    """Raise OSError unless ``copy`` holds the bytes ``src`` held when its copy began.
+
+    The kernel copied them (``copy_file_range``, or sendfile); what could still differ is
+    a source that changed during the copy or after it (a verification may have read the
+    source instead of the copy), and a copy that ended short.  So: the source is the same
+    file with the same size, modification and change times as then (what ``make`` and
+    ``rsync`` trust), the copy has its size, and 64 blocks spread over both, the first and
+    the last included, are equal (a copy gone wrong in a way that keeps its length)."""
+    now = os.stat(src)
+    same = ("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
+    if any(getattr(now, k) != getattr(before, k) for k in same):
+        raise OSError(f"'{src.name}' changed while it was copied")
+    size = before.st_size
+    if os.stat(copy).st_size != size:
+        raise OSError(f"the copy of '{src.name}' does not have its size")
+    last = max(size - _SPOT, 0)
+    with open(src, "rb") as a, open(copy, "rb") as b:
+        for offset in sorted({last * k // (_SPOTS - 1) for k in range(_SPOTS)}):
+            a.seek(offset)
+            b.seek(offset)
+            if a.read(_SPOT) != b.read(_SPOT):
+                raise OSError(
+                    f"the copy of '{src.name}' differs from it in the block at byte {offset}"
+                )
 
 
 #: bytes per copy call: the status line moves every 64 MB

@@ -9,6 +9,12 @@ distinct values at two settings — 1 is what hides broadcasting bugs.  Outputs
 are compared with the original model where it can be trusted, else with stored
 reference outputs; each rewrite was also checked on its own against the
 semantics it restores (:mod:`onnxfix.semantics`) before it was applied.
+
+While a repair's weights are still being copied beside the output (a 1.2 GB copy takes
+about as long as onnxruntime's session on it), the child reads them from the files they
+are copied from and starts before the graph checks, which run meanwhile: the copies are
+then shown to hold the same bytes (:meth:`onnxfix.staging.Staged.finish`) before
+anything is renamed.  A step that fails stops the others.
 """
 
 from __future__ import annotations
@@ -208,11 +214,16 @@ def verify(
     fixed: Sequence[Fixed] = (),
     external_files: Sequence[Path] = (),
     ready: Callable[[], None] | None = None,
+    sources: tuple[Path, dict[str, str]] | None = None,
 ) -> Report:
     """Verify the model written at ``candidate_path``; raise :class:`VerificationError`.
 
     ``ready`` returns once ``external_files`` are complete: the checks that read only the
-    graph run before it is called (while the weights are still being copied).
+    graph run before it is called (while the weights are still being copied).  With
+    ``sources`` (:attr:`onnxfix.io.Candidate.sources`), onnxruntime reads the weights
+    from the files being copied, so that its session is built during the copy (on a
+    1.2 GB model each takes 1-2 s); the copies are compared with them before anything is
+    renamed.
 
     ``original_wrong`` says why the original's outputs cannot be the reference (an
     error was fixed: it fails, or runs and returns the wrong thing).  ``ctx`` is the
@@ -220,24 +231,34 @@ def verify(
     """
     rep = report or Report()
     try:
-        cand = _static(candidate_path, original, changed_outputs, rep)
+        cand = onnx.load(str(candidate_path), load_external_data=False)
         if not probe:
+            _static(candidate_path, cand, original, changed_outputs, rep)
             rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
             return rep
+
+        def job() -> _Job:
+            return _Job(
+                original_path, cand, candidate_path, reference, original_wrong,
+                changed_outputs, ctx, fixed, external_files, sources,
+            )  # fmt: skip
+
+        if sources is not None:
+            # onnxruntime reads the weights where they are copied from: its session (1-2 s
+            # for a 1.2 GB model) is built while the graph checks run here
+            early = job()
+            with early.start() as started:
+                _static(candidate_path, cand, original, changed_outputs, rep)
+                early.report(early.outcomes(started), rep)
+        else:
+            _static(candidate_path, cand, original, changed_outputs, rep)
+            if ready is not None:
+                ready()
+            late = job()
+            with late.start() as started:
+                late.report(late.outcomes(started), rep)
         if ready is not None:
-            ready()
-        _probe(
-            original_path,
-            cand,
-            candidate_path,
-            reference,
-            rep,
-            original_wrong,
-            changed_outputs,
-            ctx,
-            fixed,
-            external_files,
-        )
+            ready()  # the copy's error, if any, before the report says all passed
     except VerificationError as exc:
         try:
             loaded: onnx.ModelProto | None = onnx.load(
@@ -254,14 +275,14 @@ def verify(
 
 def _static(
     candidate_path: Path,
+    cand: onnx.ModelProto,
     original: onnx.ModelProto,
     changed_outputs: frozenset[str],
     rep: Report,
-) -> onnx.ModelProto:
-    """The checks that run nothing: checker, strict inference, interface; the candidate's
-    graph (without weights) for the probes."""
+) -> None:
+    """The checks that run nothing: checker, strict inference, interface (``cand`` is the
+    graph at ``candidate_path``, read without weights)."""
     progress.phase("verifying: checker and strict shape inference")
-    cand = onnx.load(str(candidate_path), load_external_data=False)
     # full_check is the checker plus strict inference, which aborts the process on a
     # declared -1 dim (io.inference_safe): then strict inference runs below, on a safe copy
     full = not io.has_negative_dims(cand)
@@ -289,7 +310,6 @@ def _static(
             else ""
         ),
     )
-    return cand
 
 
 def _planned(ctx: Any, cand: onnx.ModelProto, fixed: Sequence[Fixed]) -> planner.Plan:
@@ -318,87 +338,113 @@ def _runs(
     return runs, False
 
 
-def _probe(
-    original_path: Path | None,
-    cand: onnx.ModelProto,
-    cand_path: Path,
-    reference: Path | None,
-    rep: Report,
-    original_wrong: str | None,
-    changed_outputs: frozenset[str],
-    ctx: Any,
-    fixed: Sequence[Fixed],
-    external_files: Sequence[Path],
-) -> None:
-    planned = _planned(ctx, cand, fixed)
-    runs, by_reference = _runs(cand, reference, planned.settings)
-    progress.phase(f"verifying: onnxruntime load and {len(runs)} probe run(s)")
-    trusted = original_path is not None and original_wrong is None
-    job = runner.Job(
-        str(cand_path),
-        tuple(runs),
-        compare_with=str(original_path) if trusted else None,
-        reference=str(reference) if reference else None,
-        skip_outputs=changed_outputs,
-        declared_dims=reference is None,
-    )
-    outcomes = runner.execute(
-        job, runner.Limits.for_model(runner.weights_bytes(str(cand_path), list(external_files)))
-    )
-    first = outcomes[0] if outcomes else runner.Outcome(None, False, "tool", "no result")
-    if first.kind in ("load", "tool") or (first.run is None and not first.ok):
-        step = "onnxruntime load" if first.kind == "load" else "probe"
-        raise VerificationError(step, first.error or "?")
-    rep.add("onnxruntime load", "InferenceSession created")
-    for o in outcomes:
-        if not o.ok:
-            what = (
-                "reference inputs"
-                if o.run is not None and o.run.reference_case is not None
-                else describe(o.setting, planned)
-            )
-            raise VerificationError(
-                "compare" if o.kind == "compare" else "probe", f"{what}: {o.error}"
-            )
-    rep.settings.extend(o.setting for o in outcomes)
-    compared = [o for o in outcomes if o.compared]
-    rep.max_abs_diff = max((o.max_abs_diff or 0.0 for o in compared), default=0.0)
-    on_reference = [o for o in compared if o.run is not None and o.run.reference_case is not None]
-    others = [o for o in compared if o not in on_reference]
-    parts = []
-    if on_reference:
-        parts.append(f"reference outputs ({len(on_reference)} cases)")
-    if others:
-        parts.append(f"the original model ({len(others)} settings)")
-    if not parts:
-        reason = original_wrong or next((o.other_error for o in outcomes if o.other_error), None)
-        checked = "; each rewrite was checked on its own (above)" if rep.rewrites else ""
-        parts.append(
-            "nothing else: the original cannot serve as reference"
-            + (f" ({reason})" if reason else "")
-            + "; outputs checked for declared shapes"
-            + checked
-            + " (pass --reference to compare)"
+@dataclass
+class _Job:
+    """The onnxruntime step: the planned probes of the candidate, started in a child
+    (:class:`onnxfix.runner.Started`), and what their outcomes mean for the report."""
+
+    original_path: Path | None
+    cand: onnx.ModelProto
+    cand_path: Path
+    reference: Path | None
+    original_wrong: str | None
+    changed_outputs: frozenset[str]
+    ctx: Any
+    fixed: Sequence[Fixed]
+    external_files: Sequence[Path]
+    sources: tuple[Path, dict[str, str]] | None
+
+    def __post_init__(self) -> None:
+        self.planned = _planned(self.ctx, self.cand, self.fixed)
+        self.runs, self.by_reference = _runs(self.cand, self.reference, self.planned.settings)
+
+    def start(self) -> runner.Started:
+        trusted = self.original_path is not None and self.original_wrong is None
+        sources = self.sources
+        job = runner.Job(
+            str(self.cand_path),
+            tuple(self.runs),
+            compare_with=str(self.original_path) if trusted else None,
+            reference=str(self.reference) if self.reference else None,
+            skip_outputs=self.changed_outputs,
+            declared_dims=self.reference is None,
+            weights_from=None if sources is None else (str(sources[0]), tuple(sources[1].items())),
         )
-    rep.compared_with = " and ".join(parts)
-    settings = (
-        "the reference cases"
-        if by_reference
-        else "; ".join(
-            describe(o.setting, planned)
-            for o in outcomes
-            if o.run is not None and o.run.reference_case is None
+        data = (
+            list(self.external_files)
+            if sources is None
+            else [sources[0] / loc for loc in sources[1].values()]
         )
-    )
-    rep.add(
-        "probe",
-        f"ran at {settings or 'static shapes'}; compared with {rep.compared_with}; "
-        f"max abs diff {rep.max_abs_diff:.3g}",
-    )
-    fmt = ctx.fmt_dim if ctx is not None else str
-    rep.exercised = _exercised(fixed, [o.setting for o in outcomes], fmt)
-    for line in rep.exercised:
-        rep.add("exercised", line)
+        weights = runner.weights_bytes(str(self.cand_path), data)
+        return runner.Started(job, runner.Limits.for_model(weights))
+
+    def outcomes(self, started: runner.Started) -> list[runner.Outcome]:
+        """What the child says (its session may have been building for a while)."""
+        progress.phase(f"verifying: onnxruntime load and {len(self.runs)} probe run(s)")
+        return started.outcomes()
+
+    def report(self, outcomes: list[runner.Outcome], rep: Report) -> None:
+        """Raise :class:`VerificationError` for a failed outcome; else say what ran."""
+        planned, original_wrong, fixed = self.planned, self.original_wrong, self.fixed
+        by_reference, ctx = self.by_reference, self.ctx
+        first = outcomes[0] if outcomes else runner.Outcome(None, False, "tool", "no result")
+        if first.kind in ("load", "tool") or (first.run is None and not first.ok):
+            step = "onnxruntime load" if first.kind == "load" else "probe"
+            raise VerificationError(step, first.error or "?")
+        rep.add("onnxruntime load", "InferenceSession created")
+        for o in outcomes:
+            if not o.ok:
+                what = (
+                    "reference inputs"
+                    if o.run is not None and o.run.reference_case is not None
+                    else describe(o.setting, planned)
+                )
+                raise VerificationError(
+                    "compare" if o.kind == "compare" else "probe", f"{what}: {o.error}"
+                )
+        rep.settings.extend(o.setting for o in outcomes)
+        compared = [o for o in outcomes if o.compared]
+        rep.max_abs_diff = max((o.max_abs_diff or 0.0 for o in compared), default=0.0)
+        on_reference = [
+            o for o in compared if o.run is not None and o.run.reference_case is not None
+        ]
+        others = [o for o in compared if o not in on_reference]
+        parts = []
+        if on_reference:
+            parts.append(f"reference outputs ({len(on_reference)} cases)")
+        if others:
+            parts.append(f"the original model ({len(others)} settings)")
+        if not parts:
+            reason = original_wrong or next(
+                (o.other_error for o in outcomes if o.other_error), None
+            )
+            checked = "; each rewrite was checked on its own (above)" if rep.rewrites else ""
+            parts.append(
+                "nothing else: the original cannot serve as reference"
+                + (f" ({reason})" if reason else "")
+                + "; outputs checked for declared shapes"
+                + checked
+                + " (pass --reference to compare)"
+            )
+        rep.compared_with = " and ".join(parts)
+        settings = (
+            "the reference cases"
+            if by_reference
+            else "; ".join(
+                describe(o.setting, planned)
+                for o in outcomes
+                if o.run is not None and o.run.reference_case is None
+            )
+        )
+        rep.add(
+            "probe",
+            f"ran at {settings or 'static shapes'}; compared with {rep.compared_with}; "
+            f"max abs diff {rep.max_abs_diff:.3g}",
+        )
+        fmt = ctx.fmt_dim if ctx is not None else str
+        rep.exercised = _exercised(fixed, [o.setting for o in outcomes], fmt)
+        for line in rep.exercised:
+            rep.add("exercised", line)
 
 
 def against(

@@ -112,7 +112,7 @@ def test_failed_verification_leaves_nothing(tmp_path: Path) -> None:
     m = mask_where(["B", "T", 4], 2, 17)
     out = tmp_path / "o.onnx"
 
-    def boom(_tmp: Path, _data: list[Path], _ready: Callable[[], None]) -> None:
+    def boom(_cand: io.Candidate) -> None:
         raise RuntimeError("verification said no")
 
     with pytest.raises(RuntimeError):
@@ -278,8 +278,8 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
     out_dir.mkdir()
     out = out_dir / "o.onnx"
 
-    def boom(_tmp: Path, data: list[Path], _ready: Callable[[], None]) -> None:
-        assert [p.parent for p in data] == [out_dir]
+    def boom(cand: io.Candidate) -> None:
+        assert [p.parent for p in cand.data] == [out_dir]
         raise RuntimeError("verification said no")
 
     staged = io.Staged({"w.data": src.parent / "w.data"}, out_dir)
@@ -294,10 +294,10 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
 
     seen: list[list[Path]] = []
 
-    def complete_when_ready(_tmp: Path, data: list[Path], ready: Callable[[], None]) -> None:
-        ready()  # the graph checks may come before; the weights are read after
-        assert [p.read_bytes() for p in data] == [(src.parent / "w.data").read_bytes()]
-        seen.append(data)
+    def complete_when_ready(cand: io.Candidate) -> None:
+        cand.ready()  # the graph checks may come before; the weights are read after
+        assert [p.read_bytes() for p in cand.data] == [(src.parent / "w.data").read_bytes()]
+        seen.append(cand.data)
 
     staged = io.Staged({"w.data": src.parent / "w.data"}, out_dir)
     io.write_atomic(ext, out, external_from=src.parent, verify=complete_when_ready, staged=staged)
@@ -310,6 +310,154 @@ def test_staged_weights_land_exactly_and_leave_nothing(tmp_path: Path) -> None:
     assert [numpy_helper.to_array(t).tobytes() for t in got.graph.initializer] == [
         numpy_helper.to_array(t).tobytes() for t in ref.graph.initializer
     ]
+
+
+def test_a_verification_during_the_copy_reads_the_source_and_the_copy_must_match_it(
+    tmp_path: Path,
+) -> None:
+    """While the weights are copied, a verification may read them from where they are
+    copied from (:attr:`io.Candidate.sources`): nothing is then renamed unless each copy
+    holds the bytes its source held when the copy began.  A source changed meanwhile, a
+    copy that ended short and a copy with other bytes each fail the write and leave
+    nothing; an unchanged one lands."""
+    (tmp_path / "src").mkdir()
+    src = _with_external(tmp_path / "src")
+    data = src.parent / "w.data"
+    ext = onnx.load(str(src), load_external_data=False)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.onnx"
+    original = data.read_bytes()
+
+    def spoil(how: str) -> Callable[[io.Candidate], None]:
+        def verify(cand: io.Candidate) -> None:
+            assert cand.sources is not None
+            folder, moves = cand.sources
+            assert folder == src.parent and list(moves.values()) == ["w.data"]
+            assert list(moves) == [p.name for p in cand.data]  # the names the graph uses
+            cand.ready()
+            (copy,) = cand.data
+            if how == "source changed":
+                with open(data, "r+b") as fh:
+                    fh.seek(len(original) // 2)
+                    fh.write(b"\x01")
+            elif how == "copy short":
+                with open(copy, "r+b") as fh:
+                    fh.truncate(len(original) - 1)
+            elif how == "copy differs":
+                with open(copy, "r+b") as fh:
+                    fh.write(b"\x01")
+
+        return verify
+
+    for how, said in (
+        ("source changed", "'w.data' changed while it was copied"),
+        ("copy short", "does not have its size"),
+        ("copy differs", "differs from it in the block at byte 0"),
+    ):
+        data.write_bytes(original)
+        staged = io.Staged({"w.data": data}, out_dir)
+        with pytest.raises(io.ModelError, match=said):
+            io.write_atomic(ext, out, external_from=src.parent, verify=spoil(how), staged=staged)
+        staged.discard()
+        assert os.listdir(out_dir) == [], how
+    data.write_bytes(original)
+    staged = io.Staged({"w.data": data}, out_dir)
+    io.write_atomic(ext, out, external_from=src.parent, verify=spoil("nothing"), staged=staged)
+    staged.discard()
+    assert (out_dir / "o.onnx.data").read_bytes() == original
+    # weights copied here (no staged copy) are complete when named: no sources
+    got: list[io.Candidate] = []
+    io.write_atomic(ext, out_dir / "p.onnx", external_from=src.parent, verify=got.append)
+    assert got[0].sources is None and got[0].data[0].parent == out_dir
+
+
+def test_a_probe_session_reads_its_weights_where_the_job_says(tmp_path: Path) -> None:
+    """``runner.Job.weights_from``: the candidate's graph names temporary data files still
+    being written; the session reads the same locations' bytes from the source folder.
+    Here the candidate's own data file holds zeros, so outputs equal to the source model's
+    show that the source was read."""
+    from onnxfix import runner
+
+    w = numpy_helper.from_array(np.arange(256, dtype=np.float32).reshape(16, 16) / 256, "w")
+    g = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="/MatMul")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 16])],
+        [w],
+    )
+    src = tmp_path / "src"
+    src.mkdir()
+    model = src / "m.onnx"
+    onnx.save(
+        helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)]),
+        str(model),
+        save_as_external_data=True,
+        location="m.data",
+        size_threshold=0,
+    )
+    cand_dir = tmp_path / "cand"
+    cand_dir.mkdir()
+    graph = onnx.load(str(model), load_external_data=False)
+    io.relocate(graph, {"m.data": ".onnxfix-1-tmp.data"})
+    onnx.save(graph, str(cand_dir / "c.onnx"))
+    size = (src / "m.data").stat().st_size
+    (cand_dir / ".onnxfix-1-tmp.data").write_bytes(b"\0" * size)
+    run = runner.Run({"B": 3}, seed=0)
+    limits = runner.Limits.for_model(size)
+    (own,) = runner.execute(runner.Job(str(cand_dir / "c.onnx"), (run,), str(model)), limits)
+    assert own.kind == "compare"  # its own file holds zeros, not the weights
+    moves = ((".onnxfix-1-tmp.data", "m.data"),)
+    job = runner.Job(str(cand_dir / "c.onnx"), (run,), str(model), weights_from=(str(src), moves))
+    (read,) = runner.execute(job, limits)
+    assert read.ok and read.compared and read.max_abs_diff == 0.0
+
+
+def _children() -> set[int]:
+    pids: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        pids |= {int(p) for p in (task / "children").read_text().split()}
+    return pids
+
+
+def test_graph_checks_during_the_session_still_come_first(tmp_path: Path) -> None:
+    """With :attr:`io.Candidate.sources` the probe child builds its session while the
+    graph checks run: a candidate the checker refuses (onnxruntime would refuse it too)
+    is reported at the checker, and the child is stopped and reaped."""
+    from onnxfix import verify
+
+    w = numpy_helper.from_array(np.ones((16, 16), np.float32), "w")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["y"], name="/a"),
+        helper.make_node("Relu", ["x"], ["y"], name="/b"),  # "y" twice: not SSA
+    ]
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", 16])],
+        [w],
+    )
+    bad = helper.make_model(g, ir_version=IR, opset_imports=[helper.make_opsetid("", 17)])
+    (tmp_path / "src").mkdir()
+    onnx.save(bad, str(tmp_path / "src/m.onnx"), save_as_external_data=True, location="m.data")
+    cand = tmp_path / "c.onnx"
+    graph = onnx.load(str(tmp_path / "src/m.onnx"), load_external_data=False)
+    io.relocate(graph, {"m.data": ".onnxfix-1-x.data"})
+    onnx.save(graph, str(cand))
+    (tmp_path / ".onnxfix-1-x.data").write_bytes(b"")  # still being copied
+    before = _children()
+    with pytest.raises(verify.VerificationError) as err:
+        verify.verify(
+            None,
+            graph,
+            cand,
+            ready=lambda: None,
+            sources=(tmp_path / "src", {".onnxfix-1-x.data": "m.data"}),
+        )
+    assert err.value.step == "checker", err.value
+    assert _children() <= before
 
 
 def test_the_wire_walk_finds_what_the_load_validates(tmp_path: Path) -> None:
