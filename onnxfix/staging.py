@@ -202,6 +202,19 @@ def _copying(done: int, total: int) -> str:
     return f"copying weights ({done / 2**20:.0f} of {total / 2**20:.0f} MB)"
 
 
+def _write_back(fd: int, offset: int, n: int) -> None:
+    """Start writing a copied chunk to disk now, and let its pages go once written.
+
+    Without this the whole copy stays dirty in memory until ``fsync``, whose writeback
+    then ran beside onnxruntime's session and slowed it by 0.6-1.6 s on a 1.2 GB model
+    (measured on 2 cores: the session took 2.7-3.6 s with a writeback beside it, 2.0-2.2 s
+    without).  ``POSIX_FADV_DONTNEED`` on dirty pages starts their writeback without
+    waiting for it, so the disk works while the graph is analysed; ``fsync`` is left
+    with the tail.  The copy is not read again but for :func:`_same_bytes`' blocks."""
+    with contextlib.suppress(AttributeError, OSError):  # no fadvise here: fsync does it all
+        os.posix_fadvise(fd, offset, n, os.POSIX_FADV_DONTNEED)
+
+
 def copy_bytes(
     src: Path,
     dst: Path,
@@ -236,6 +249,7 @@ def copy_bytes(
                 n = os.copy_file_range(fin.fileno(), fout.fileno(), min(_CHUNK, total - done))
                 if n == 0:
                     break
+                _write_back(fout.fileno(), done, n)
                 done += n
                 step(n)
         except OSError:  # not supported between these files (EXDEV, EINVAL...): plain copy
