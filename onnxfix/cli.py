@@ -908,12 +908,49 @@ def _terminate(signum: int, frame: object) -> None:
 _LEAVING_WITH: list[object] | None = None
 
 
+class _Unread:
+    """Standard output whose reader may go away (``onnxfix lint m.onnx | head``): what is
+    no longer read is dropped, and the command still ends with its own exit code (the
+    gate's answer, or "written" for a repair whose report was cut short), not with an
+    internal error.  Everything else is the stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.gone = False
+
+    def _went(self) -> None:
+        self.gone = True
+        with contextlib.suppress(OSError, ValueError):  # later flushes write nowhere
+            quiet = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(quiet, self._stream.fileno())
+            os.close(quiet)
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return int(self._stream.write(text))
+            except BrokenPipeError:
+                self._went()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._went()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def entry() -> NoReturn:
     """The ``onnxfix`` command: :func:`main`, then leave at once.  Output is flushed and
     every file written is closed by then; what is skipped is the interpreter taking apart
     the analysis object by object (0.14 s after linting a 100k-node graph, measured)."""
     global _LEAVING_WITH
     _LEAVING_WITH = []
+    sys.stdout = _Unread(sys.stdout)
     code = main()
     try:
         sys.stdout.flush()

@@ -312,3 +312,32 @@ def test_names_are_printed_as_they_are(cli, tmp_path: Path) -> None:
     lines = res.stdout.splitlines()
     assert lines[0] == str(path), lines
     assert "PyTorch scope: :smile:/[bold]x[/bold]" in res.stdout, res.stdout
+
+
+def test_a_reader_that_goes_away_leaves_the_exit_code_alone(tmp_path: Path) -> None:
+    """``onnxfix lint ... | head``: once the reader has closed the pipe the rest of the
+    report is dropped, with no "internal error", and the command ends with its own exit
+    code (1: errors found; a repair whose report is cut short still wrote its file)."""
+    models = sorted(str(p) for p in (FIXTURES / "library").glob("*.onnx"))
+
+    def cut_short(*args: str) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "onnxfix", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.read(20)
+        proc.stdout.close()  # as `head -c 20` does
+        err = proc.stderr.read()
+        proc.wait(timeout=300)
+        return subprocess.CompletedProcess(args, proc.returncode, b"", err)
+
+    for fmt in ("text", "json", "sarif"):
+        res = cut_short("lint", "--format", fmt, *models)
+        assert res.returncode == 1, (fmt, res.stderr)
+        assert b"internal error" not in res.stderr, (fmt, res.stderr)
+    out = tmp_path / "fixed.onnx"
+    res = cut_short("repair", "--diff", str(HUBERT), str(out))
+    assert res.returncode == 0 and out.exists(), res.stderr
+    assert b"internal error" not in res.stderr
