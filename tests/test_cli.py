@@ -171,7 +171,12 @@ def test_rules_and_rule_docs(cli) -> None:
     doc = cli("rule", "WB102")
     assert doc.returncode == 0 and "x[mask] = v" in doc.stdout
     assert cli("rule", "NOPE").returncode == 2
-    assert cli("rules").returncode == 0
+    piped = cli("rules")  # not a terminal: one line per rule, the summary whole
+    assert piped.returncode == 0
+    lines = piped.stdout.splitlines()
+    assert lines[0].split() == ["code", "name", "severity", "fix", "summary"]
+    for r, line in zip(rules, lines[1:], strict=True):
+        assert line.split()[:2] == [r["code"], r["name"]] and line.endswith(r["summary"])
 
 
 def test_usage_error_is_exit_2(cli) -> None:

@@ -272,16 +272,27 @@ def _simplified(console: Any, result: Any) -> None:
 
 
 def print_rules(rules: list[Any]) -> None:
+    """A table on a terminal; piped, one line per rule in aligned columns, the summary
+    whole (a table would cut it at 80 columns: `onnxfix rules | grep fix` must see it)."""
+    rows = [
+        (r.code, r.name, r.severity.value, r.fixable.value if r.fixable else "-", r.summary)
+        for r in rules
+    ]
+    if _plain():
+        head = ("code", "name", "severity", "fix", "summary")
+        widths = [max(len(row[i]) for row in [head, *rows]) for i in range(4)]
+        for row in [head, *rows]:
+            cells = [c.ljust(w) for c, w in zip(row, widths)]
+            sys.stdout.write(visible("  ".join([*cells, row[4]])) + "\n")
+        return
     from rich.table import Table
 
     table = Table(title="onnxfix rules")
     for col in ("code", "name", "severity", "fix"):
         table.add_column(col, no_wrap=True)  # codes and names are identifiers: never cut
     table.add_column("summary")
-    for r in rules:
-        table.add_row(
-            r.code, r.name, r.severity.value, r.fixable.value if r.fixable else "-", r.summary
-        )
+    for row in rows:
+        table.add_row(*row)
     _console().print(table)
 
 
