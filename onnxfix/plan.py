@@ -94,10 +94,16 @@ def plan(
     planner = _Planner(ctx, syms, focus, dict(fixed or {}), skip_nodes)
     first = planner.first()
     second = planner.second(first)
-    if planner.stuck:
+    # said only of what the probes really leave below 2
+    stuck = [
+        d
+        for d in planner.derived  # in graph order: the example named is the first one
+        if d in planner.stuck and any(_below_2(d, e) for e in (first, second))
+    ]
+    if stuck:
         planner.notes.append(
-            f"{len(planner.stuck)} derived dim(s) stay below 2 at every small "
-            f"setting (e.g. {ctx.fmt_dim(next(iter(planner.stuck)))})"
+            f"{len(stuck)} derived dim(s) stay below 2 at every small "
+            f"setting (e.g. {ctx.fmt_dim(stuck[0])})"
         )
     show = _shown(ctx, planner.focus, planner.derived)
     notes = list(dict.fromkeys(planner.notes))
@@ -171,10 +177,15 @@ class _Planner:
             trial = self.define({**env, **{s: min(MAX_VALUE, env[s] * 2) for s in grow}})
             before = {d: evaluate(d, env) or 0 for d in low}
             raised = [d for d in low if (evaluate(d, trial) or 0) > before[d]]
-            # a size that is 1 and stays 1 as the inputs grow will not become 2; one that is
-            # still 0 or less (a conv stack longer than its input) may, after more doubling
-            self.stuck.update(d for d in low if d not in raised and before[d] >= 1)
-            if raised or any(before[d] < 1 for d in low):
+            # a size that the largest inputs leave where it is will not become 2 (an Emformer's
+            # slice(T, 4, 5, 1) is 1 from T=5 on: growing T for it reached T=2**20); one that a
+            # doubling leaves at 1 or below may still rise with more (floor divisions step:
+            # 2 + (-3 + L // 10) // 2 is 1 at L=14 and at L=28, 3 at L=56; a conv stack
+            # longer than its input is 0 or less)
+            far = self.define({**env, **{s: MAX_VALUE for s in grow}})
+            later = [d for d in low if d not in raised and (evaluate(d, far) or 0) > before[d]]
+            self.stuck.update(d for d in low if d not in raised and d not in later)
+            if raised or later:
                 env = trial
         return env
 
@@ -230,6 +241,11 @@ class _Planner:
             if score == len(deps):
                 break
         return None if best is None else best[1]
+
+
+def _below_2(d: Dim, env: Mapping[str, int]) -> bool:
+    v = evaluate(d, env)
+    return v is not None and v < 2
 
 
 def _input_sizes(model: onnx.ModelProto) -> set[int]:

@@ -122,6 +122,38 @@ def test_planner_grows_a_length_until_a_deep_conv_stack_yields_frames() -> None:
     assert all(f is not None and f >= 2 for f in frames) and frames[0] != frames[1], frames
 
 
+def test_planner_stops_for_a_size_no_length_raises_and_not_for_one_that_steps() -> None:
+    """A size that no input size raises (an empty Slice: 0 for any T) is given up on at
+    once, and reported; growing T for it ran to T = 2**20 (an Emformer's check ended in
+    "inputs too large to probe").  A size a doubling leaves where it is but a larger
+    input raises (2 + (-3 + T // 10) // 2: 1 at T=14 and at T=28, 3 at T=56) is grown
+    until it is 2, and nothing claims it stays below 2."""
+    m = onnx.parser.parse_model("""<ir_version: 8, opset_import: ["" : 17]>
+        g (float[B, T] x) => (float[B, E] e, float[B, F] y) {
+            s = Constant<value = int64[1] {3}>()
+            ax = Constant<value = int64[1] {1}>()
+            e = Slice(x, s, s, ax)
+            ws = Constant<value = int64[3] {1, 1, 10}>()
+            w = ConstantOfShape<value = float[1] {0.5}>(ws)
+            one = Constant<value = int64[1] {1}>()
+            x3 = Unsqueeze(x, one)
+            c = Conv<strides = [10]>(x3, w)
+            w2s = Constant<value = int64[3] {1, 1, 3}>()
+            w2 = ConstantOfShape<value = float[1] {0.5}>(w2s)
+            c2 = Conv<strides = [2]>(c, w2)
+            c3 = Conv<pads = [2, 2]>(c2, w2)
+            y = Squeeze(c3, one) }""")
+    ctx = context.build(m)
+    p = plan.plan(ctx, probe.input_symbols(m))
+    frames = ctx.main.shape("y")[1]
+    assert ctx.main.shape("e")[1] not in (None, 0)  # symbolic: an empty slice of T
+    for s in p.settings:
+        assert s.dims["T"] < 1000, s.dims
+        assert evaluate(frames, s.dims) >= 2, s.dims
+    (note,) = [n for n in p.notes if "stay below 2" in n]
+    assert note.startswith("1 derived dim(s)")
+
+
 def test_the_stored_sample_is_the_generators() -> None:
     """Conditions on several dims are evaluated at a stored sample (importing numpy.random
     cost 12 ms a lint): it is the seeded generator's draws, row by row, and a
