@@ -89,3 +89,21 @@ def test_an_axis_outside_the_rank_matches_no_repeat_pattern() -> None:
     assert axis_of(node, 3) is None
     assert axis_of(helper.make_node("Concat", ["a"], ["b"], axis=-1), 3) == 2
     assert axis_of(helper.make_node("Concat", ["a"], ["b"], axis=-4), 3) is None
+
+
+def test_a_huge_slice_count_lists_no_repeat_counts(cli, tmp_path: Path) -> None:
+    """fuzz 16-234: the repeated axis of a repeat Loop declared 2**62 long; the match
+    listed one repeat count per slice and ran out of memory (MemoryError in RP102, lint
+    and repair).  Counts are listed for a modest slice count only; a uniform repeat is
+    described as such."""
+    from tests.conftest import FIXTURES
+
+    m = onnx.load(str(FIXTURES / "repeat_pattern/repeat_size_last_axis_op13.onnx"))
+    m.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 2**62
+    path = tmp_path / "huge.onnx"
+    onnx.save(m, str(path))
+    res = cli("lint", str(path))
+    assert res.returncode in (0, 1) and "internal error" not in res.stderr, res.stderr
+    assert "each slice repeated 3 times" in res.stdout
+    small = cli("lint", str(FIXTURES / "repeat_pattern/repeat_size_last_axis_op13.onnx"))
+    assert "repeats [3, 3, 3]" in small.stdout  # a slice count of 3 is still listed

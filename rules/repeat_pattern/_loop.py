@@ -22,6 +22,9 @@ LOOP_DOCS_HEAD = """## What it does
     and evaluates the loop body's shape symbolically.
 """
 
+#: the most slices whose repeat counts a finding lists one by one
+_LISTED = 64
+
 
 def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]:  # noqa: C901 - one reason per way the pattern can differ
     if int(attr(node, "new_axis", 0)):
@@ -67,7 +70,10 @@ def match_loop(ctx: Context, g: GraphCtx, node: onnx.NodeProto) -> Match[Repeat]
         return fail("the split and the concatenation are on different axes", node, 7)
     r = uniform_fill(g, seq_r.input[0])
     n = xs[axis]
-    repeats = tuple([r] * n) if r is not None and isinstance(n, int) else None
+    # one count per slice, listed only for a slice count fit to be listed: the counts are
+    # all ``r`` (``uniform`` says so), and a dim of 2**62 made a list that exhausted memory
+    listed = r is not None and isinstance(n, int) and 0 <= n <= _LISTED
+    repeats = tuple([r] * n) if listed else None
     # evaluate one iteration with the slice shape and repeat value seeded
     slice_shape = list(xs)
     slice_shape[axis] = 1
