@@ -392,7 +392,14 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
             setting = run.setting
             made = probe.make_inputs(feeder, setting, run.seed, roles)
             if made is None:
-                yield Outcome(run, False, "tool", "inputs too large to probe", setting)
+                # a limit, like memory and time: the setting asks too much (--dims), not a bug
+                yield Outcome(
+                    run,
+                    False,
+                    "limit",
+                    f"its inputs would hold more than {probe.MAX_PROBE_ELEMENTS:,} elements",
+                    setting,
+                )
                 continue
             feeds = made
         try:

@@ -387,3 +387,14 @@ def test_probes_work_from_a_script_without_a_main_guard(tmp_path: Path) -> None:
             cwd=tmp_path,
         )
         assert res.stdout.strip() == "0 None", res.stdout + res.stderr
+
+
+def test_dims_too_large_to_probe_cannot_verify(cli) -> None:
+    """--dims asking for inputs past the probe's size budget is a limit, like memory and
+    time: COULD NOT VERIFY (exit 2) saying why and what to pass, where it was an internal
+    error ('RuntimeError: inputs too large to probe')."""
+    model = FIXTURES / "where_broadcast/where_broadcastable_op17.onnx"
+    res = cli("check", str(model), "--dims", "T=900000000")
+    assert res.returncode == 2 and "internal error" not in res.stderr, res.stderr
+    assert "no result with B=2, T=900000000: its inputs would hold more than" in res.stdout
+    assert "could not verify" in res.stdout and "pass --dims with smaller values" in res.stdout

@@ -38,6 +38,8 @@ def describe_run(run: Any) -> str:
         setting = " with " + ", ".join(f"{k}={v}" for k, v in run.setting.items())
         if getattr(run, "derived", None):
             setting += " → " + ", ".join(f"{k}={v}" for k, v in run.derived.items())
+    if getattr(run, "doubtful", None) and run.doubtful == run.error:  # a limit: no verdict
+        return f"no result{setting}: {run.error}"
     doubt = f" ({run.doubtful})" if getattr(run, "doubtful", None) else ""
     return f"onnxruntime failed{setting}{where}{cause}{doubt}: {run.error}"
 
