@@ -94,12 +94,10 @@ def plan(
     planner = _Planner(ctx, syms, focus, dict(fixed or {}), skip_nodes)
     first = planner.first()
     second = planner.second(first)
-    # said only of what the probes really leave below 2
-    stuck = [
-        d
-        for d in planner.derived  # in graph order: the example named is the first one
-        if d in planner.stuck and any(_below_2(d, e) for e in (first, second))
-    ]
+    # said only of what the probes really leave below 2, in graph order (the example named
+    # is the first one)
+    low = {*planner.low(first), *planner.low(second)}
+    stuck = [d for d in planner.derived if d in planner.stuck and d in low]
     if stuck:
         planner.notes.append(
             f"{len(stuck)} derived dim(s) stay below 2 at every small "
@@ -241,11 +239,6 @@ class _Planner:
             if score == len(deps):
                 break
         return None if best is None else best[1]
-
-
-def _below_2(d: Dim, env: Mapping[str, int]) -> bool:
-    v = evaluate(d, env)
-    return v is not None and v < 2
 
 
 def _input_sizes(model: onnx.ModelProto) -> set[int]:

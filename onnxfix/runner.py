@@ -360,10 +360,8 @@ def _work(job: Job) -> Any:  # noqa: C901 - one outcome per way a run can end
             sess = session(job.model, job.providers)
         else:
             folder, moves = job.weights_from
-            elsewhere = onnx.ModelProto()
-            elsewhere.CopyFrom(model)
-            io.relocate(elsewhere, dict(moves))
-            sess = session(job.model, job.providers, elsewhere, folder)
+            io.relocate(model, dict(moves))  # the probes below read only its dims
+            sess = session(job.model, job.providers, model, folder)
     except ValueError as exc:
         yield Outcome(None, False, "tool", str(exc))
         return

@@ -236,28 +236,22 @@ def verify(
             _static(candidate_path, cand, original, changed_outputs, rep)
             rep.add("onnxruntime", "skipped (--no-verify): the model was not loaded or run")
             return rep
-
-        def job() -> _Job:
-            return _Job(
-                original_path, cand, candidate_path, reference, original_wrong,
-                changed_outputs, ctx, fixed, external_files, sources,
-            )  # fmt: skip
-
-        if sources is not None:
-            # onnxruntime reads the weights where they are copied from: its session (1-2 s
-            # for a 1.2 GB model) is built while the graph checks run here
-            early = job()
-            with early.start() as started:
-                _static(candidate_path, cand, original, changed_outputs, rep)
-                early.report(early.outcomes(started), rep)
-        else:
+        if sources is None:
+            # the session reads the copies: the graph checks run while they land
             _static(candidate_path, cand, original, changed_outputs, rep)
             if ready is not None:
                 ready()
-            late = job()
-            with late.start() as started:
-                late.report(late.outcomes(started), rep)
-        if ready is not None:
+        probes = _Job(
+            original_path, cand, candidate_path, reference, original_wrong, changed_outputs,
+            ctx, fixed, external_files, sources,
+        )  # fmt: skip
+        with probes.start() as started:
+            if sources is not None:
+                # onnxruntime reads the weights where they are copied from: its session
+                # (1-2 s for a 1.2 GB model) is built while the graph checks run here
+                _static(candidate_path, cand, original, changed_outputs, rep)
+            probes.report(probes.outcomes(started), rep)
+        if sources is not None and ready is not None:
             ready()  # the copy's error, if any, before the report says all passed
     except VerificationError as exc:
         try:
