@@ -363,6 +363,7 @@ class _Job:
             skip_outputs=self.changed_outputs,
             declared_dims=self.reference is None,
             weights_from=None if sources is None else (str(sources[0]), tuple(sources[1].items())),
+            prepack=False,  # a few probe runs need no packed weights (runner.session)
         )
         data = (
             list(self.external_files)
@@ -465,6 +466,7 @@ def against(
         compare_with=str(compare_path),
         compare_model=compare_model,
         tolerance=(None, DEFAULT_RTOL),
+        prepack=False,
     )
     outcomes = runner.execute(job, runner.Limits.for_model(2 * weights))
     for o in outcomes:

@@ -672,3 +672,40 @@ def test_an_earlier_location_entry_is_never_read(tmp_path: Path, cli) -> None:
         e.value for t in fixed.graph.initializer for e in t.external_data if e.key == "location"
     }
     assert locs == {"fixed.onnx.data"}
+
+
+def test_prepacking_is_skipped_by_a_repairs_probes_and_kept_by_check(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A repair's verification builds its sessions with ``session.disable_prepacking``
+    (the packed copies are most of session creation on a large model and serve only
+    repeated runs); ``check``, the deployment guard, builds them as onnxruntime does by
+    default.  The option reaches the session (:func:`runner.session`), and each command's
+    job asks for the right one."""
+    from onnxfix import api, runner
+
+    path = _with_external(tmp_path, n=4096)
+    for prepack, want in ((False, "1"), (True, "")):
+        sess = runner.session(str(path), ["CPUExecutionProvider"], prepack=prepack)
+        try:
+            value = sess.get_session_options().get_session_config_entry(
+                "session.disable_prepacking"
+            )
+        except RuntimeError:  # onnxruntime raises for a key never set
+            value = ""
+        assert value == want, (prepack, value)
+
+    jobs: list[runner.Job] = []
+    real = runner._Channel
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, job: runner.Job) -> None:
+            jobs.append(job)
+            super().__init__(job)
+
+    monkeypatch.setattr(runner, "_Channel", Recording)
+    result = api.repair(path, tmp_path / "out.onnx")
+    assert result.written and jobs and all(not j.prepack for j in jobs)
+    jobs.clear()
+    api.check(tmp_path / "out.onnx")
+    assert jobs and all(j.prepack for j in jobs)
