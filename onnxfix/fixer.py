@@ -118,8 +118,9 @@ def run_fixes(
 def _dims(plan: FixPlan[Any]) -> tuple[Dim, ...]:
     node, g = plan.anchor.node, plan.anchor.graph
     if node is None:
-        return ()
-    return tuple(d for i in node.input if i for d in (g.shape(i) or ()))
+        return plan.about
+    own = tuple(d for i in node.input if i for d in (g.shape(i) or ()))
+    return own + tuple(d for d in plan.about if d not in own)
 
 
 def apply_fixes(

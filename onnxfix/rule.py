@@ -88,6 +88,9 @@ class Fix(Generic[P]):
     applicability: Applicability | None = None  # default: the rule's ``fixable``
     #: graph outputs the fix changes on purpose (the interface check skips them)
     changes_outputs: frozenset[str] = frozenset()
+    #: dims the fix is about beyond its node's input dims (verification reports whether
+    #: the probes ran them at two values of at least 2): a size it rebuilds elsewhere
+    about: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class FixPlan(Generic[P]):
     anchor: Anchor
     applicability: Applicability
     changes_outputs: frozenset[str] = frozenset()
+    about: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -244,7 +248,9 @@ class Rule(Generic[P]):
             assert self.fixable is not None, f"{self.code} declares no fix"
             applic = fix.applicability or self.fixable
             info = FixInfo(fix.title, applic)
-            plan = FixPlan(self, fix.params, Anchor(g, node), applic, fix.changes_outputs)
+            plan = FixPlan(
+                self, fix.params, Anchor(g, node), applic, fix.changes_outputs, fix.about
+            )
         finding = Finding(
             rule=self.code,
             name=self.name,

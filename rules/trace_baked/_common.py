@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
 
 from onnxfix.context import Context, GraphCtx
+from onnxfix.edit import RuleEditor
 from onnxfix.shapes import Sym
 from onnxfix.shapes.conditions import Condition, Verdict
+from onnxfix.shapes.ops import BROADCAST_OPS
 from onnxfix.shapes.propagate import input_dim_key
 
 FAMILY = "trace-baked"
@@ -26,13 +32,186 @@ def pinning(ctx: Context, ops: frozenset[str]) -> Iterator[tuple[Condition, Verd
             yield cond, verdict
 
 
-def where_from(ctx: Context, symbol: str) -> str:
-    """Which input axis carries ``symbol`` ("axis 1 of input 'x'")."""
+def input_axis(ctx: Context, symbol: str) -> tuple[str, int] | None:
+    """The model input and axis whose dynamic dim is ``symbol`` (the first, in graph order)."""
     for vi in ctx.model.graph.input:
         for i, d in enumerate(vi.type.tensor_type.shape.dim):
             if input_dim_key(vi.name, i, d) == symbol:
-                return f"axis {i} of input '{vi.name}'"
-    return "an input dim"
+                return vi.name, i
+    return None
+
+
+def where_from(ctx: Context, symbol: str) -> str:
+    """Which input axis carries ``symbol`` ("axis 1 of input 'x'")."""
+    found = input_axis(ctx, symbol)
+    return f"axis {found[1]} of input '{found[0]}'" if found else "an input dim"
+
+
+# --- a range of the traced length, rebuilt from the input's size --------------------------
+
+
+#: ops whose output axis (counted from the right) is the same axis of each operand that
+#: has it: elementwise and broadcasting ops
+_ALIGNED = frozenset(BROADCAST_OPS) | {
+    "Cast",
+    "Not",
+    "Neg",
+    "Abs",
+    "Sign",
+    "Identity",
+    "Relu",
+    "Sqrt",
+    "Exp",
+    "Log",
+    "IsNaN",
+    "CastLike",
+}
+
+
+@dataclass(frozen=True)
+class RangeRebuild:
+    """``torch.arange(int(T))`` (or numpy's) baked as a constant ``[0, 1, ..., N-1]`` at
+    the traced size N: each place that reads it gets ``Range(0, T)`` instead, with T read
+    from the input axis that carries it, and each ``Expand`` on the way keeps the axis
+    (its baked target entry N becomes 1, which broadcasting turns into the axis's size:
+    N at the traced size, T at every other)."""
+
+    #: (output of the node that reads the constant, input index, the constant's dtype)
+    reads: tuple[tuple[str, int, int], ...]
+    #: (output of an Expand, index of its target entry that becomes 1, target length)
+    expands: tuple[tuple[str, int, int], ...]
+    #: the model input and axis whose size the range counts to
+    source: tuple[str, int]
+    size: int
+
+
+def baked_range(
+    ctx: Context, g: GraphCtx, value: str, axis: int, size: int, symbol: str
+) -> RangeRebuild | None:
+    """How to rebuild the baked range that gives axis ``axis`` of ``value`` its traced
+    ``size``, when it comes through elementwise ops, Expands and ``ConstantOfShape(Shape(.))``
+    from constants that hold exactly ``arange(size)``; None if any path that carries the
+    axis comes from elsewhere (a table that is not a range, a graph input, a reshape)."""
+    source = input_axis(ctx, symbol)
+    shape = g.shape(value)
+    if source is None or shape is None or not 0 <= axis < len(shape) or g.depth:
+        return None
+    walk = _RangeWalk(g, size)
+    if not walk.value(value, len(shape) - 1 - axis) or not walk.reads:
+        return None
+    return RangeRebuild(
+        tuple((o, i, t) for (o, i), t in walk.reads.items()),
+        tuple((o, k, n) for o, (k, n) in walk.expands.items()),
+        source,
+        size,
+    )
+
+
+class _RangeWalk:
+    """Upstream from a value, along one axis (counted from the right, as broadcasting
+    aligns it) that has the traced ``size``: every path carrying it must end at a range."""
+
+    def __init__(self, g: GraphCtx, size: int) -> None:
+        self.g, self.size = g, size
+        self.reads: dict[tuple[str, int], int] = {}
+        self.expands: dict[str, tuple[int, int]] = {}
+        self.seen: set[str] = set()
+
+    def carries(self, name: str, right: int) -> bool:
+        s = self.g.shape(name)
+        return s is not None and len(s) > right and s[len(s) - 1 - right] == self.size
+
+    def value(self, name: str, right: int) -> bool:
+        if name in self.seen:
+            return True
+        self.seen.add(name)
+        g = self.g
+        node = g.producer(name)
+        if node is None or len(node.output) != 1:
+            return False
+        if node.op_type == "ConstantOfShape":
+            shape_of = g.producer(node.input[0]) if node.input else None
+            if shape_of is None or shape_of.op_type != "Shape" or shape_of.attribute:
+                return False
+            return self.value(shape_of.input[0], right)  # the same dims: it follows
+        if node.op_type == "Expand":
+            return self.expand(node, right)
+        if node.op_type == "Unsqueeze":
+            return self.unsqueeze(node, right)
+        if node.op_type not in _ALIGNED:
+            return False
+        return all(
+            self.operand(node, i, right) for i, x in enumerate(node.input) if self.carries(x, right)
+        )
+
+    def expand(self, node: onnx.NodeProto, right: int) -> bool:
+        target = self.g.value(node.input[1])
+        if target is None or len(target) <= right or not self.carries(node.input[0], right):
+            return False  # no target, or the size is in the target alone
+        k = len(target) - 1 - right
+        if target[k] == self.size:
+            self.expands[node.output[0]] = (k, len(target))
+        elif target[k] != 1:
+            return False
+        return self.operand(node, 0, right)
+
+    def unsqueeze(self, node: onnx.NodeProto, right: int) -> bool:
+        """``arange(N).unsqueeze(0).expand(b, N)`` (ESPnet's and WeNet's make_pad_mask):
+        the axis keeps its place from the right unless new axes come after it."""
+        out = self.g.shape(node.output[0])
+        attr = next((a for a in node.attribute if a.name == "axes"), None)
+        axes = list(attr.ints) if attr is not None else self.g.ints(node.input[1])
+        if out is None or axes is None:
+            return False
+        axes = [a + len(out) if a < 0 else a for a in axes]
+        at = len(out) - 1 - right
+        if at in axes:
+            return False
+        return self.operand(node, 0, right - sum(1 for a in axes if a > at))
+
+    def operand(self, node: onnx.NodeProto, index: int, right: int) -> bool:
+        name, g = node.input[index], self.g
+        c = g.const(name)
+        if c is None:
+            return self.value(name, right)
+        if right == 0 and c.shape == (self.size,) and np.array_equal(c, np.arange(self.size)):
+            self.reads[(node.output[0], index)] = g.dtype(name)
+            return True
+        producer = g.producer(name)
+        if producer is None or producer.op_type == "Constant":
+            return False  # a constant table of the traced size, not a range
+        return self.value(name, right)  # computed from constants: a range further up?
+
+
+def rebuild_range(editor: RuleEditor, g: GraphCtx, plan: RangeRebuild) -> None:
+    """Apply a :class:`RangeRebuild`: ``Range(0, Shape(input)[axis], 1)`` (cast to the
+    constant's dtype) where the constant was read; Expand target entries set to 1."""
+    name, axis = plan.source
+    for out, index, dtype in plan.reads:
+        reader = g.producer(out)
+        assert reader is not None
+        shape = editor.make("Shape", [name], "size_of_input")
+        at = editor.const(np.asarray(axis, dtype=np.int64), "axis")
+        limit = editor.make("Gather", [shape.output[0], at.output[0]], "traced_length", axis=0)
+        zero = editor.const(np.asarray(0, dtype=np.int64), "range_start")
+        one = editor.const(np.asarray(1, dtype=np.int64), "range_delta")
+        rng = editor.make("Range", [zero.output[0], limit.output[0], one.output[0]], "range")
+        nodes = [shape, at, limit, zero, one, rng]
+        if dtype != onnx.TensorProto.INT64:
+            nodes.append(editor.make("Cast", [rng.output[0]], "range_cast", to=dtype))
+        editor.insert_before(reader, nodes)
+        editor.set_input(reader, index, nodes[-1].output[0])
+    for out, k, n in plan.expands:
+        expand = g.producer(out)
+        assert expand is not None
+        keep = np.ones(n, dtype=np.int64)
+        keep[k] = 0
+        mul = editor.const(keep, "keep_axis")
+        add = editor.const(1 - keep, "axis_one")
+        times = editor.make("Mul", [expand.input[1], mul.output[0]], "target_keep")
+        plus = editor.make("Add", [times.output[0], add.output[0]], "target_one")
+        editor.insert_before(expand, [mul, add, times, plus])
+        editor.set_input(expand, 1, plus.output[0])
 
 
 def pinned_fields(ctx: Context, cond: Condition, v: Verdict) -> dict[str, str]:
@@ -83,7 +262,7 @@ def cause(g: GraphCtx, cond: Condition, v: Verdict) -> str:
     node = cond.node
     if node.op_type == "Split":
         return "split sizes computed in Python at trace time (x.split([int(T) - 3, 3]))"
-    if node.op_type == "Reshape":
+    if node.op_type == "Reshape" and v.values and v.values[0] in (g.value(node.input[1]) or ()):
         return (
             "a size turned into a Python number during tracing (int(x.size(1)), or a "
             "size read from .shape inside a traced function) baked into the Reshape target"
@@ -95,41 +274,56 @@ def cause(g: GraphCtx, cond: Condition, v: Verdict) -> str:
     return "a size turned into a Python number during tracing"
 
 
-def _origin(g: GraphCtx, name: str, depth: int = 0) -> str | None:
-    p = g.producer(name)
-    if depth > 12:
+_RANGE = "a range of the traced length (torch.arange(int(T)) or numpy.arange(T))"
+_TABLE = (
+    "a table of the traced size stored as a constant (numpy.arange(T), a mask built with "
+    "Python loops)"
+)
+
+
+def _table(g: GraphCtx, name: str) -> str | None:
+    """What a constant that gives a traced size is; None for a scalar (a fill value, an
+    epsilon), which carries no size."""
+    c = g.const(name)
+    if c is not None and c.size < 2:
         return None
+    if c is not None and c.ndim == 1 and np.array_equal(c, np.arange(c.size)):
+        return _RANGE
+    return _TABLE
+
+
+#: ops the search for a size's origin passes through: by their first input (the data)
+_THROUGH_FIRST = frozenset(
+    {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Transpose", "Expand", "Not", "Identity"}
+)
+#: ... and by each input (a mask combined with another, a comparison with a range, a
+#: mask put together from blocks)
+_THROUGH_EACH = frozenset(
+    {"Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "Where"}
+    | {"Add", "Sub", "Mul", "Div", "And", "Or", "Xor", "Concat"}
+)
+
+
+def _origin(g: GraphCtx, name: str, depth: int = 0, seen: set[str] | None = None) -> str | None:
+    seen = set() if seen is None else seen
+    if depth > 12 or name in seen:
+        return None
+    seen.add(name)
+    p = g.producer(name)
     if p is None:
         init = any(t.name == name for t in g.graph.initializer)
-        return (
-            (
-                "a table of the traced size stored as a constant (numpy.arange(T), a mask "
-                "built with Python loops)"
-            )
-            if init
-            else None
-        )
+        return _table(g, name) if init else None
     if p.op_type == "Slice" and len(p.input) > 2 and g.ints(p.input[2]) is not None:
         return "a buffer sliced with a Python int (self.pe[:, :int(T)])"
     if p.op_type == "Range" and all(g.ints(i) is not None for i in p.input[:3]):
-        return "a range of the traced length (torch.arange(int(T)) or numpy.arange(T))"
+        return _RANGE
     if p.op_type == "Constant":
-        return (
-            "a table of the traced size stored as a constant (numpy.arange(T), a mask "
-            "built with Python loops)"
-        )
-    if p.op_type in (
-        "Cast",
-        "Unsqueeze",
-        "Squeeze",
-        "Reshape",
-        "Transpose",
-        "Expand",
-        "Not",
-        "Equal",
-        "Less",
-        "Greater",
-        "Identity",
-    ):
-        return _origin(g, p.input[0], depth + 1)
+        return _table(g, name)
+    if p.op_type in _THROUGH_FIRST and p.input:
+        return _origin(g, p.input[0], depth + 1, seen)
+    if p.op_type in _THROUGH_EACH:
+        for x in p.input:
+            found = _origin(g, x, depth + 1, seen)
+            if found:
+                return found
     return None

@@ -10,7 +10,15 @@ from onnxfix.context import Context, GraphCtx
 from onnxfix.edit import RuleEditor
 from onnxfix.findings import Applicability, Severity
 from onnxfix.rule import Case, Detection, Fix, FixPlan, Rule
-from onnxfix.rules.trace_baked._common import ADVICE, FAMILY, pinned_fields, pinning
+from onnxfix.rules.trace_baked._common import (
+    ADVICE,
+    FAMILY,
+    RangeRebuild,
+    baked_range,
+    pinned_fields,
+    pinning,
+    rebuild_range,
+)
 from onnxfix.shapes import Dim, evaluate, named
 from onnxfix.shapes.conditions import Condition, Verdict
 from onnxfix.shapes.ops_shape import quotient
@@ -28,7 +36,30 @@ class Unbake:
     outputs: tuple[tuple[str, int, str], ...] = ()
 
 
-class ReshapeSizeBaked(Rule[Unbake]):
+#: ``x * (arange(N) < lengths[:, None])[..., None]`` with N baked at 6 (``{table}``)
+_MASK = """<ir_version: 8, opset_import: ["" : 17]>
+     g (float[B, T, 4] x, int64[B] lengths) => (float[B, T, 4] y) {{
+         r = Constant<value = int64[6] {{{table}}}>()
+         s = Shape(x)
+         i0 = Constant<value = int64[1] {{0}}>()
+         b = Gather<axis = 0>(s, i0)
+         six = Constant<value = int64[1] {{6}}>()
+         es = Concat<axis = 0>(b, six)
+         m = Expand(r, es)
+         ax = Constant<value = int64[1] {{1}}>()
+         l = Unsqueeze(lengths, ax)
+         pad = GreaterOrEqual(m, l)
+         keep = Not(pad)
+         f = Cast<to = 1>(keep)
+         i1 = Constant<value = int64[1] {{1}}>()
+         t = Gather<axis = 0>(s, i1)
+         one = Constant<value = int64[1] {{1}}>()
+         tgt = Concat<axis = 0>(b, t, one)
+         w = Reshape(f, tgt)
+         y = Mul(x, w) }}"""
+
+
+class ReshapeSizeBaked(Rule[Unbake | RangeRebuild]):
     """## What it does
     Finds `Reshape` nodes whose target holds a size that tracing turned into a
     constant, so the element counts only agree when a dim the model declares
@@ -51,8 +82,14 @@ class ReshapeSizeBaked(Rule[Unbake]):
     ## Fix safety
     Unsafe (applied with `--unsafe-fixes`): when exactly one target entry is a
     constant equal to the pinned size and no entry is `-1`, it becomes `-1`, which
-    is what `view(t, b * h, d)` meant at every size. At the traced size the result
-    is identical; elsewhere the original failed. Verified by running the model at
+    is what `view(t, b * h, d)` meant at every size. When the baked size is in the
+    data instead, on one axis that comes from a constant `[0, 1, ..., N-1]`
+    (`torch.arange(int(T))`, a padding mask built at the traced maximum length, as
+    torchaudio's `_lengths_to_padding_mask` does) through elementwise ops and
+    Expands, the constant becomes `Range(0, T)` with T read from the input axis the
+    target needs, and the Expands keep that axis; this is offered only if the
+    element counts then agree at every size. At the traced size the result is
+    identical; elsewhere the original failed. Verified by running the model at
     sizes other than the traced one. Otherwise: no fix; change the PyTorch code.
     """
 
@@ -89,15 +126,18 @@ class ReshapeSizeBaked(Rule[Unbake]):
                 node,
                 message,
                 inputs=[node.input[0]],
-                fix=_unbake(g, node, cond, v),
+                fix=_unbake(g, node, cond, v) or _rebuild(ctx, g, node, cond, v),
                 advice=ADVICE,
             )
 
-    def apply(self, editor: RuleEditor, plan: FixPlan[Unbake]) -> str | None:
+    def apply(self, editor: RuleEditor, plan: FixPlan[Unbake | RangeRebuild]) -> str | None:
         node = plan.anchor.node
         assert node is not None
         g = plan.anchor.graph
         p = plan.params
+        if isinstance(p, RangeRebuild):
+            rebuild_range(editor, g, p)
+            return None
         if p.concat_input:
             concat = g.producer(node.input[1])
             assert concat is not None
@@ -142,6 +182,35 @@ class ReshapeSizeBaked(Rule[Unbake]):
                  t = Constant<value = int64[3] {0, -1, 8}>()
                  y = Reshape(x, t) }""",
             "frames of 8 only fit when L % 8 == 0",
+        ),
+        Case(
+            _MASK.format(table="0, 1, 2, 3, 4, 5"),
+            "a padding mask built at the traced length: arange(int(lengths.max())) at T=6",
+            dims={"B": (2, 3), "T": (5, 7)},
+            reference=lambda f: {
+                "y": f["x"]
+                * (np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None])[..., None].astype(
+                    np.float32
+                )
+            },
+        ),
+        Case(
+            _MASK.format(table="0, 1, 2, 3, 4, 5").replace(
+                "m = Expand(r, es)",
+                "z = Constant<value = int64[1] {0}>()\n u = Unsqueeze(r, z)\n m = Expand(u, es)",
+            ),
+            "make_pad_mask at the traced length: arange(max_len).unsqueeze(0).expand(b, max_len)",
+            dims={"B": (2, 3), "T": (5, 7)},
+            reference=lambda f: {
+                "y": f["x"]
+                * (np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None])[..., None].astype(
+                    np.float32
+                )
+            },
+        ),
+        Case(
+            _MASK.format(table="0, 2, 4, 6, 8, 10"),
+            "a table of the traced length that is not a range: no fix",
         ),
     )
     valid = (
@@ -218,6 +287,44 @@ def _unbake(g: GraphCtx, node: onnx.NodeProto, cond: Condition, v: Verdict) -> F
         f"for when traced){also}",
         Unbake(index, concat_input, pinned, outputs),
         changes_outputs=frozenset(o for o, _a, _d in outputs),
+    )
+
+
+def _rebuild(
+    ctx: Context, g: GraphCtx, node: onnx.NodeProto, cond: Condition, v: Verdict
+) -> Fix[RangeRebuild] | None:
+    """The range fix, when the pinned size sits on one axis of the data (not the target)
+    and comes from a baked ``arange``, and the counts agree at every size once it is T."""
+    if v.status != "pins" or len(v.values) != 1 or cond.kind != "eq" or v.symbol is None:
+        return None
+    pinned, symbol = v.values[0], v.symbol
+    shape, target = g.shape(node.input[0]), g.value(node.input[1])
+    if shape is None or target is None or -1 in target or pinned < 2:
+        return None
+    axes = [i for i, d in enumerate(shape) if d == pinned]
+    if len(axes) != 1:
+        return None
+    axis = axes[0]
+    rebuilt = [named(symbol) if i == axis else d for i, d in enumerate(shape)]
+    wanted = [shape[i] if t == 0 and i < len(shape) else t for i, t in enumerate(target)]
+    for seed, value in enumerate((7, 11)):  # distinct from the traced size and from 1
+        env = {s: 3 + 2 * seed for s in ctx.input_dims}
+        env[symbol] = value + (value == pinned)
+        got = [evaluate(d, env) for d in rebuilt]
+        want = [evaluate(d, env) for d in wanted]
+        if None in got or None in want or np.prod(got) != np.prod(want):  # type: ignore[arg-type]
+            return None
+    plan = baked_range(ctx, g, node.input[0], axis, pinned, symbol)
+    if plan is None:
+        return None
+    name, at = plan.source
+    expands = f", and let {len(plan.expands)} Expand(s) keep that axis" if plan.expands else ""
+    return Fix(
+        f"Rebuild the baked range of {pinned} ({len(plan.reads)} constant(s) "
+        f"[0, ..., {pinned - 1}]) as Range(0, {symbol}) from axis {at} of input '{name}'"
+        f"{expands}",
+        plan,
+        about=(named(symbol),),
     )
 
 
