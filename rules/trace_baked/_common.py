@@ -76,10 +76,12 @@ class RangeRebuild:
     (its baked target entry N becomes 1, which broadcasting turns into the axis's size:
     N at the traced size, T at every other)."""
 
-    #: (output of the node that reads the constant, input index, the constant's dtype)
-    reads: tuple[tuple[str, int, int], ...]
-    #: (output of an Expand, index of its target entry that becomes 1, target length)
-    expands: tuple[tuple[str, int, int], ...]
+    #: (output of the node that reads the constant, input index, the constant's name,
+    #: dtype, and shape with -1 on the range's axis; () for a 1-D range)
+    reads: tuple[tuple[str, int, str, int, tuple[int, ...]], ...]
+    #: (output of an Expand, its target's name, index of the target entry that becomes 1,
+    #: target length)
+    expands: tuple[tuple[str, str, int, int], ...]
     #: the model input and axis whose size the range counts to
     source: tuple[str, int]
     size: int
@@ -100,8 +102,8 @@ def baked_range(
     if not walk.value(value, len(shape) - 1 - axis) or not walk.reads:
         return None
     return RangeRebuild(
-        tuple((o, i, t) for (o, i), t in walk.reads.items()),
-        tuple((o, k, n) for o, (k, n) in walk.expands.items()),
+        tuple((o, i, c, t, s) for (o, i), (c, t, s) in walk.reads.items()),
+        tuple((o, t, k, n) for o, (t, k, n) in walk.expands.items()),
         source,
         size,
     )
@@ -113,8 +115,8 @@ class _RangeWalk:
 
     def __init__(self, g: GraphCtx, size: int) -> None:
         self.g, self.size = g, size
-        self.reads: dict[tuple[str, int], int] = {}
-        self.expands: dict[str, tuple[int, int]] = {}
+        self.reads: dict[tuple[str, int], tuple[str, int, tuple[int, ...]]] = {}
+        self.expands: dict[str, tuple[str, int, int]] = {}
         self.seen: set[str] = set()
 
     def carries(self, name: str, right: int) -> bool:
@@ -150,7 +152,7 @@ class _RangeWalk:
             return False  # no target, or the size is in the target alone
         k = len(target) - 1 - right
         if target[k] == self.size:
-            self.expands[node.output[0]] = (k, len(target))
+            self.expands[node.output[0]] = (node.input[1], k, len(target))
         elif target[k] != 1:
             return False
         return self.operand(node, 0, right)
@@ -169,13 +171,25 @@ class _RangeWalk:
             return False
         return self.operand(node, 0, right - sum(1 for a in axes if a > at))
 
+    def range_along(self, c: np.ndarray, right: int) -> tuple[int, ...] | None:
+        """The shape to give ``Range(0, T)`` (-1 on the axis, () if 1-D) when ``c`` is
+        ``arange(N)`` along axis ``right`` (from the right) and 1 on every other axis
+        (``arange(N).unsqueeze(0)``, which the exporter folds into one constant)."""
+        at = c.ndim - 1 - right
+        if at < 0 or c.shape[at] != self.size or c.size != self.size:
+            return None
+        if not np.array_equal(c.reshape(-1), np.arange(self.size)):
+            return None
+        return () if c.ndim == 1 else tuple(-1 if i == at else 1 for i in range(c.ndim))
+
     def operand(self, node: onnx.NodeProto, index: int, right: int) -> bool:
         name, g = node.input[index], self.g
         c = g.const(name)
         if c is None:
             return self.value(name, right)
-        if right == 0 and c.shape == (self.size,) and np.array_equal(c, np.arange(self.size)):
-            self.reads[(node.output[0], index)] = g.dtype(name)
+        shape = self.range_along(c, right)
+        if shape is not None:
+            self.reads[(node.output[0], index)] = (name, g.dtype(name), shape)
             return True
         producer = g.producer(name)
         if producer is None or producer.op_type == "Constant":
@@ -183,27 +197,47 @@ class _RangeWalk:
         return self.value(name, right)  # computed from constants: a range further up?
 
 
+def range_title(plan: RangeRebuild, symbol: str) -> str:
+    """The fix's title, the same for every rule that offers it."""
+    name, at = plan.source
+    expands = f", and let {len(plan.expands)} Expand(s) keep that axis" if plan.expands else ""
+    return (
+        f"Rebuild the baked range of {plan.size} ({len(plan.reads)} constant(s) "
+        f"[0, ..., {plan.size - 1}]) as Range(0, {symbol}) from axis {at} of input '{name}'"
+        f"{expands}"
+    )
+
+
 def rebuild_range(editor: RuleEditor, g: GraphCtx, plan: RangeRebuild) -> None:
     """Apply a :class:`RangeRebuild`: ``Range(0, Shape(input)[axis], 1)`` (cast to the
-    constant's dtype) where the constant was read; Expand target entries set to 1."""
+    constant's dtype) where the constant was read; Expand target entries set to 1.  A
+    place another fix of this round already rebuilt (one padding mask read by every
+    layer's attention: each layer's finding has this plan) is left as it is."""
     name, axis = plan.source
-    for out, index, dtype in plan.reads:
+    for out, index, const, dtype, shape in plan.reads:
         reader = g.producer(out)
         assert reader is not None
-        shape = editor.make("Shape", [name], "size_of_input")
+        if reader.input[index] != const:
+            continue
+        size = editor.make("Shape", [name], "size_of_input")
         at = editor.const(np.asarray(axis, dtype=np.int64), "axis")
-        limit = editor.make("Gather", [shape.output[0], at.output[0]], "traced_length", axis=0)
+        limit = editor.make("Gather", [size.output[0], at.output[0]], "traced_length", axis=0)
         zero = editor.const(np.asarray(0, dtype=np.int64), "range_start")
         one = editor.const(np.asarray(1, dtype=np.int64), "range_delta")
         rng = editor.make("Range", [zero.output[0], limit.output[0], one.output[0]], "range")
-        nodes = [shape, at, limit, zero, one, rng]
+        nodes = [size, at, limit, zero, one, rng]
+        if shape:
+            to = editor.const(np.asarray(shape, dtype=np.int64), "range_shape")
+            nodes += [to, editor.make("Reshape", [rng.output[0], to.output[0]], "range_shaped")]
         if dtype != onnx.TensorProto.INT64:
-            nodes.append(editor.make("Cast", [rng.output[0]], "range_cast", to=dtype))
+            nodes.append(editor.make("Cast", [nodes[-1].output[0]], "range_cast", to=dtype))
         editor.insert_before(reader, nodes)
         editor.set_input(reader, index, nodes[-1].output[0])
-    for out, k, n in plan.expands:
+    for out, target, k, n in plan.expands:
         expand = g.producer(out)
         assert expand is not None
+        if expand.input[1] != target:
+            continue
         keep = np.ones(n, dtype=np.int64)
         keep[k] = 0
         mul = editor.const(keep, "keep_axis")
@@ -287,8 +321,8 @@ def _table(g: GraphCtx, name: str) -> str | None:
     c = g.const(name)
     if c is not None and c.size < 2:
         return None
-    if c is not None and c.ndim == 1 and np.array_equal(c, np.arange(c.size)):
-        return _RANGE
+    if c is not None and max(c.shape) == c.size and np.array_equal(c.ravel(), np.arange(c.size)):
+        return _RANGE  # a range along one axis, 1 on the others
     return _TABLE
 
 

@@ -17,6 +17,7 @@ from onnxfix.rules.trace_baked._common import (
     baked_range,
     pinned_fields,
     pinning,
+    range_title,
     rebuild_range,
 )
 from onnxfix.shapes import Dim, evaluate, named
@@ -317,15 +318,7 @@ def _rebuild(
     plan = baked_range(ctx, g, node.input[0], axis, pinned, symbol)
     if plan is None:
         return None
-    name, at = plan.source
-    expands = f", and let {len(plan.expands)} Expand(s) keep that axis" if plan.expands else ""
-    return Fix(
-        f"Rebuild the baked range of {pinned} ({len(plan.reads)} constant(s) "
-        f"[0, ..., {pinned - 1}]) as Range(0, {symbol}) from axis {at} of input '{name}'"
-        f"{expands}",
-        plan,
-        about=(named(symbol),),
-    )
+    return Fix(range_title(plan, symbol), plan, about=(named(symbol),))
 
 
 def _baked_outputs(

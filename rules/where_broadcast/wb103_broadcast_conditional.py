@@ -2,12 +2,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from onnxfix.context import Context
-from onnxfix.findings import Severity
-from onnxfix.rule import Case, Detection, Rule
-from onnxfix.rules.trace_baked._common import ADVICE, pinned_fields, pinning
+import numpy as np
+
+from onnxfix.context import Context, GraphCtx
+from onnxfix.edit import RuleEditor
+from onnxfix.findings import Applicability, Severity
+from onnxfix.rule import Case, Detection, Fix, FixPlan, Rule
+from onnxfix.rules.trace_baked._common import (
+    ADVICE,
+    RangeRebuild,
+    baked_range,
+    pinned_fields,
+    pinning,
+    range_title,
+    rebuild_range,
+)
 from onnxfix.rules.where_broadcast._common import FAMILY, operands
-from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Sym, broadcast
+from onnxfix.shapes import BROADCAST_OPS, BroadcastCheck, Shape, Sym, broadcast, named
 from onnxfix.shapes.conditions import Condition, Verdict
 
 
@@ -21,7 +32,7 @@ def _varying_vs_fixed(check: BroadcastCheck) -> bool:
     return False
 
 
-class BroadcastConditional(Rule[None]):
+class BroadcastConditional(Rule[RangeRebuild]):
     """## What it does
     Finds broadcasting operators whose operands broadcast only for particular
     values of a dynamic dimension: a dim that varies with the inputs (`T`, or a
@@ -43,9 +54,17 @@ class BroadcastConditional(Rule[None]):
     ```
 
     ## Fix safety
-    No automatic fix unless the operands prove the mask-indexing signature
-    (then WB102 reports it with a safe fix). Build the table from the input's
-    size in PyTorch (`self.pe[:, :x.size(1)]`, `torch.arange(x.size(1))`).
+    Unsafe (applied with `--unsafe-fixes`) when the fixed size is a range baked at
+    the traced length: a padding mask built from `arange(int(lengths.max()))`
+    (ESPnet's and WeNet's `make_pad_mask` with a length from `.item()`) and
+    applied with `masked_fill`. If every path that gives the operand its size
+    comes from a constant `[0, 1, ..., N-1]` through elementwise ops, Unsqueeze
+    and Expand, and the operands then broadcast at every size, the constant
+    becomes `Range(0, T)` with T read from the input axis the other operand has
+    (see TB101). Otherwise no automatic fix, unless the operands prove the
+    mask-indexing signature (then WB102 reports it with a safe fix). Build the
+    table from the input's size in PyTorch (`self.pe[:, :x.size(1)]`,
+    `torch.arange(x.size(1))`).
     """
 
     code = "WB103"
@@ -55,6 +74,7 @@ class BroadcastConditional(Rule[None]):
     summary = "Operands broadcast only when a dynamic dim takes one particular size"
     family = FAMILY
     cascades = True
+    fixable = Applicability.UNSAFE
     ops = frozenset(BROADCAST_OPS)
     messages = {
         "pins": "{op} operands {operands} broadcast {works} ({what} disagree: {a} vs {b}); "
@@ -100,6 +120,7 @@ class BroadcastConditional(Rule[None]):
                     inputs=names,
                     advice=ADVICE,
                     severity=Severity.ERROR,
+                    fix=_rebuild(ctx, g, names, shapes, v),
                 )
                 continue
             if check.ok or check.concrete or not _varying_vs_fixed(check):
@@ -118,6 +139,10 @@ class BroadcastConditional(Rule[None]):
                 advice="no automatic fix: check the exporting code for this size "
                 "(a fixed-size table or a mask built for another axis)",
             )
+
+    def apply(self, editor: RuleEditor, plan: FixPlan[RangeRebuild]) -> str | None:
+        rebuild_range(editor, plan.anchor.graph, plan.params)
+        return None
 
     valid = (
         Case(
@@ -142,6 +167,34 @@ class BroadcastConditional(Rule[None]):
     invalid = (
         Case(
             """<ir_version: 8, opset_import: ["" : 17]>
+             g (float[B, T, 4] x, int64[B] lengths) => (float[B, T, 4] y) {
+                 r = Constant<value = int64[1, 6] {0, 1, 2, 3, 4, 5}>()
+                 s = Shape(x)
+                 i0 = Constant<value = int64[1] {0}>()
+                 b = Gather<axis = 0>(s, i0)
+                 six = Constant<value = int64[1] {6}>()
+                 es = Concat<axis = 0>(b, six)
+                 m = Expand(r, es)
+                 ax = Constant<value = int64[1] {1}>()
+                 l = Unsqueeze(lengths, ax)
+                 pad = GreaterOrEqual(m, l)
+                 ax2 = Constant<value = int64[1] {2}>()
+                 p3 = Unsqueeze(pad, ax2)
+                 zero = Constant<value = float {0.0}>()
+                 y = Where(p3, zero, x) }""",
+            "x.masked_fill(make_pad_mask(lengths).unsqueeze(-1), 0) with the mask's length "
+            "from int(lengths.max()), traced at T=6",
+            dims={"B": (2, 3), "T": (5, 7)},
+            reference=lambda f: {
+                "y": np.where(
+                    (np.arange(f["x"].shape[1])[None, :] >= f["lengths"][:, None])[..., None],
+                    np.float32(0),
+                    f["x"],
+                )
+            },
+        ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 8] x, float[1, 20, 8] pe) => (float[B, T, 8] y) {
                  y = Add(x, pe) }""",
             "a positional table of the traced length",
@@ -153,3 +206,33 @@ def _terms(ctx: Context, check: BroadcastCheck) -> list[str]:
     from onnxfix.rules.where_broadcast._common import conditional_terms
 
     return conditional_terms(ctx, check)
+
+
+def _rebuild(
+    ctx: Context, g: GraphCtx, names: list[str], shapes: list[Shape], v: Verdict
+) -> Fix[RangeRebuild] | None:
+    """The range fix, when exactly one operand holds the pinned size on an axis where
+    another has the symbol itself, the size comes from a baked ``arange``, and the
+    operands broadcast at every size once it is rebuilt."""
+    if v.status != "pins" or len(v.values) != 1 or v.symbol is None or v.values[0] < 2:
+        return None
+    pinned, t = v.values[0], named(v.symbol)
+    hits = []
+    for k, s in enumerate(shapes):
+        for axis, d in enumerate(s):
+            right = len(s) - 1 - axis
+            if d == pinned and any(len(o) > right and o[len(o) - 1 - right] == t for o in shapes):
+                hits.append((k, axis))
+    if len(hits) != 1:
+        return None
+    k, axis = hits[0]
+    rebuilt = [
+        tuple(t if (i, a) == (k, axis) else d for a, d in enumerate(s))
+        for i, s in enumerate(shapes)
+    ]
+    if not broadcast(rebuilt).ok:
+        return None
+    plan = baked_range(ctx, g, names[k], axis, pinned, v.symbol)
+    if plan is None:
+        return None
+    return Fix(range_title(plan, v.symbol), plan, about=(t,))
