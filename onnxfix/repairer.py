@@ -72,6 +72,8 @@ def _reasons(remaining: list[Finding], unsafe: bool) -> list[str]:
                 tail = rule.docs.split("## Fix safety", 1)[-1].strip().split("\n\n")[0]
                 safety = ": " + " ".join(tail.split()).removeprefix("No fix: ").rstrip(".")
             out.append(f"{code} has no fix{safety}")
+        elif rule.no_fix:
+            out.append(f"{code} has no fix here: {rule.no_fix}")
         else:
             out.append(
                 f"{code}: the pattern was not recognised fully enough to rewrite it "

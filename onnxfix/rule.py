@@ -163,6 +163,9 @@ class Rule(Generic[P]):
     family: ClassVar[str] = ""
     #: the best applicability this rule's fixes can have (``None``: never fixes)
     fixable: ClassVar[Applicability | None] = None
+    #: for a rule that fixes only some of what it finds: which ones, and what to do about
+    #: the others (a repair that leaves one says so instead of a generic "not recognised")
+    no_fix: ClassVar[str] = ""
     #: op types a node rule looks at (``None``: the rule overrides :meth:`detect`)
     ops: ClassVar[frozenset[str] | None] = None
     #: message templates (eslint's messageIds), filled by :meth:`msg`

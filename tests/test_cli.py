@@ -134,6 +134,17 @@ def test_repair_exit_1_when_errors_remain(cli, tmp_path: Path) -> None:
     assert "not fixed: WB101 has no fix" in rep.stdout
 
 
+def test_a_rule_that_fixes_some_cases_says_which_when_it_leaves_one(cli, tmp_path: Path) -> None:
+    """WB103 rebuilds a baked range; the numpy causal mask is a table, not a range: the
+    repair says what WB103 fixes and what to do instead of "not recognised"."""
+    from onnxfix.rules.where_broadcast.wb103_broadcast_conditional import BroadcastConditional
+
+    src = FIXTURES / "trace_baked/baked_numpy_mask_op17.onnx"
+    rep = cli("repair", str(src), str(tmp_path / "out.onnx"), "--unsafe-fixes")
+    assert rep.returncode == 1 and not (tmp_path / "out.onnx").exists()
+    assert f"not fixed: WB103 has no fix here: {BroadcastConditional.no_fix}" in rep.stdout
+
+
 BAD_INPUTS = {
     "empty": b"",
     "text": b"this is not a model\n",

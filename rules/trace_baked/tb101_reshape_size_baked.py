@@ -101,6 +101,11 @@ class ReshapeSizeBaked(Rule[Unbake | RangeRebuild]):
     family = FAMILY
     cascades = True
     fixable = Applicability.UNSAFE
+    no_fix = (
+        "only a target entry that is the one constant equal to the traced size, or a range "
+        "baked at the traced length in the data, is rebuilt; compute the size from the "
+        "tensor in PyTorch (`view(b, -1, c)`, `x.size(1)` instead of `int(x.size(1))`)"
+    )
     messages = {
         "main": "Reshape of '{x}' {shape} into a target {target} runs {works}: its element "
         "count {numel} must {must} {prod}; {sym} is {where}, declared dynamic. Likely cause: "

@@ -75,6 +75,11 @@ class BroadcastConditional(Rule[RangeRebuild]):
     family = FAMILY
     cascades = True
     fixable = Applicability.UNSAFE
+    no_fix = (
+        "only a size that comes from a range baked at the traced length (arange(int(T))) "
+        "and meets the input dim itself is rebuilt; build the table from the input's size in "
+        "PyTorch (`self.pe[:, :x.size(1)]`, `torch.arange(x.size(1))`)"
+    )
     ops = frozenset(BROADCAST_OPS)
     messages = {
         "pins": "{op} operands {operands} broadcast {works} ({what} disagree: {a} vs {b}); "
