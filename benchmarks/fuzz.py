@@ -394,13 +394,18 @@ def _loads(path: Path) -> str | None:
     return None
 
 
+#: extra ``repair`` arguments (``--unsafe-fixes``), set from the command line before the
+#: workers fork
+REPAIR_EXTRA: list[str] = []
+
+
 def run_case(index: int, seed: int, folder: Path) -> dict:
     path, what = make_case(index, seed, folder)
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     problems: list[str] = []
     rc_lint, err_lint, t_lint = _cli(["lint", str(path), "--format", "json"])
     rc_rep, err_rep, t_rep = _cli(
-        ["repair", str(path), str(folder / "out.onnx"), "--format", "json"]
+        ["repair", str(path), str(folder / "out.onnx"), "--format", "json", *REPAIR_EXTRA]
     )
     for cmd, rc, err in (("lint", rc_lint, err_lint), ("repair", rc_rep, err_rep)):
         if rc not in (0, 1, 2):
@@ -454,8 +459,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one loop, one co
     ap.add_argument("--memory-mb", type=int, default=3000, help="peak RSS that counts as unbounded")
     ap.add_argument("--only", type=int, nargs="*", help="run these case indexes only")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "fuzz")
+    ap.add_argument(
+        "--unsafe-fixes", action="store_true", help="repair with --unsafe-fixes too (TB101, WB103)"
+    )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.unsafe_fixes:
+        REPAIR_EXTRA.append("--unsafe-fixes")
     indexes = list(args.only) if args.only else list(range(args.cases))
     running: dict[int, tuple[int, Path, float]] = {}
     records: list[dict] = []
