@@ -117,16 +117,16 @@ class _RangeWalk:
         self.g, self.size = g, size
         self.reads: dict[tuple[str, int], tuple[str, int, tuple[int, ...]]] = {}
         self.expands: dict[str, tuple[str, int, int]] = {}
-        self.seen: set[str] = set()
+        self.seen: set[tuple[str, int]] = set()
 
     def carries(self, name: str, right: int) -> bool:
         s = self.g.shape(name)
         return s is not None and len(s) > right and s[len(s) - 1 - right] == self.size
 
     def value(self, name: str, right: int) -> bool:
-        if name in self.seen:
+        if (name, right) in self.seen:
             return True
-        self.seen.add(name)
+        self.seen.add((name, right))
         g = self.g
         node = g.producer(name)
         if node is None or len(node.output) != 1:
