@@ -60,6 +60,12 @@ _MASK = """<ir_version: 8, opset_import: ["" : 17]>
          y = Mul(x, w) }}"""
 
 
+def _masked(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What ``_MASK`` computes at every size: ``x`` zeroed past each length."""
+    keep = np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None]
+    return {"y": f["x"] * keep[..., None].astype(np.float32)}
+
+
 class ReshapeSizeBaked(Rule[Unbake | RangeRebuild]):
     """## What it does
     Finds `Reshape` nodes whose target holds a size that tracing turned into a
@@ -193,12 +199,7 @@ class ReshapeSizeBaked(Rule[Unbake | RangeRebuild]):
             _MASK.format(table="0, 1, 2, 3, 4, 5"),
             "a padding mask built at the traced length: arange(int(lengths.max())) at T=6",
             dims={"B": (2, 3), "T": (5, 7)},
-            reference=lambda f: {
-                "y": f["x"]
-                * (np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None])[..., None].astype(
-                    np.float32
-                )
-            },
+            reference=_masked,
         ),
         Case(
             _MASK.format(table="0, 1, 2, 3, 4, 5").replace(
@@ -207,12 +208,7 @@ class ReshapeSizeBaked(Rule[Unbake | RangeRebuild]):
             ),
             "make_pad_mask at the traced length: arange(max_len).unsqueeze(0).expand(b, max_len)",
             dims={"B": (2, 3), "T": (5, 7)},
-            reference=lambda f: {
-                "y": f["x"]
-                * (np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None])[..., None].astype(
-                    np.float32
-                )
-            },
+            reference=_masked,
         ),
         Case(
             _MASK.format(table="0, 2, 4, 6, 8, 10"),
