@@ -444,12 +444,15 @@ def _explain(args: argparse.Namespace) -> int:
             return EXIT_FAILURE
         for f in fired:
             fired_any = True
-            print(visible(f"{path}: {rule.code} fired at {f.node} ({f.op_type})"))
-        if rule.ops is None:
+            why = f"; no fix here: {rule.no_fix}" if f.fix is None and rule.no_fix else ""
+            print(visible(f"{path}: {rule.code} fired at {f.node} ({f.op_type}){why}"))
+        if not rule.per_node:
             print(visible(f"{path}: {rule.code} looks at whole graphs; it has no per-node reasons"))
         elif not misses and not fired:
             print(
-                visible(f"{path}: no {'/'.join(sorted(rule.ops))} node for {rule.code} to look at")
+                visible(
+                    f"{path}: no {'/'.join(sorted(rule.ops or ()))} node for {rule.code} to look at"
+                )
             )
         for m in misses[:10]:
             where = f" (at {m.at})" if m.at and m.at != m.node else ""

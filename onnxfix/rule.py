@@ -205,10 +205,17 @@ class Rule(Generic[P]):
     ) -> Detection | None:
         raise NotImplementedError(self.code)
 
+    @property
+    def per_node(self) -> bool:
+        """Whether the rule decides node by node (:meth:`match`), and so has a reason for
+        each node it did not fire on; a rule that overrides :meth:`detect` alone looks at
+        whole graphs, even when it names the op types it reports on."""
+        return self.ops is not None and type(self).match is not Rule.match
+
     def explain(self, ctx: Context) -> list[Miss]:
         """Every candidate node this rule did not fire on, with the reason, nearest first."""
         misses = []
-        if self.ops is None:
+        if self.ops is None or not self.per_node:
             return []
         for g, node in ctx.by_op(self.ops):
             m = self.match(ctx, g, node)

@@ -131,6 +131,17 @@ def test_explain_says_why_a_rule_did_not_fire(cli) -> None:
     assert cli("lint", str(HUBERT), "--explain", "NOPE").returncode == 2
 
 
+def test_explain_of_a_whole_graph_rule_does_not_contradict_itself(cli) -> None:
+    """WB103 names the op types it reports on but decides over the whole graph: it has no
+    per-node reasons, so a node it fired at is never also one it "did not fire at"; a
+    finding it cannot fix says why."""
+    model = FIXTURES / "trace_baked/baked_numpy_mask_op17.onnx"
+    res = cli("lint", str(model), "--explain", "WB103")
+    assert "WB103 fired at /Where (Where); no fix here: only a size" in res.stdout
+    assert "did not fire" not in res.stdout
+    assert "WB103 looks at whole graphs" in res.stdout
+
+
 # --- conventions users bring from ruff ------------------------------------------------------
 
 
