@@ -499,7 +499,7 @@ def _exercised(
     """Per fix: did its node run with the dims it is about at values of at least 2?"""
     out = []
     for f in fixed:
-        dims = [d for d in f.dims if isinstance(d, Sym) and d.varies]
+        dims = list(dict.fromkeys(d for d in f.dims if isinstance(d, Sym) and d.varies))
         if not dims:
             out.append(f"{f.label}: its dims are fixed; ran at every probe")
             continue

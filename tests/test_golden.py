@@ -220,3 +220,16 @@ def test_repair_probes_reach_the_derived_frame_axis(entry: dict, tmp_path: Path)
         ]
         assert all(int(v) >= 2 for v in values) and len(values) >= 2
     assert len(rep.settings) == 2 and rep.settings[0] != rep.settings[1]
+
+
+def test_exercised_names_each_dim_once() -> None:
+    """A fixed node whose inputs share dims (a mask [B, 1, T] and scores [B, T, T]) is
+    reported with each dim once: "B=2/3, T=7/9", not "B=2/3, B=2/3, T=7/9, T=7/9"."""
+    from onnxfix import verify
+    from onnxfix.shapes import named
+
+    b, t = named("B"), named("T")
+    (line,) = verify._exercised(
+        [verify.Fixed("WB103 at /Where", (b, 1, t, b, t, t))], [{"B": 2, "T": 7}, {"B": 3, "T": 9}]
+    )
+    assert line == "WB103 at /Where: ran with B=2/3, T=7/9"
