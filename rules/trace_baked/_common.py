@@ -171,23 +171,42 @@ class _RangeWalk:
             return False
         return self.operand(node, 0, right - sum(1 for a in axes if a > at))
 
-    def range_along(self, c: np.ndarray, right: int) -> tuple[int, ...] | None:
-        """The shape to give ``Range(0, T)`` (-1 on the axis, () if 1-D) when ``c`` is
-        ``arange(N)`` along axis ``right`` (from the right) and 1 on every other axis
-        (``arange(N).unsqueeze(0)``, which the exporter folds into one constant)."""
+    def range_along(
+        self, c: np.ndarray, right: int, reader: onnx.NodeProto, index: int
+    ) -> tuple[int, ...] | None:
+        """The shape to give ``Range(0, T)`` (-1 on the axis, 1 on the others; () if 1-D)
+        when ``c`` is ``arange(N)`` along axis ``right`` (from the right), repeated along
+        any other axis.  A repeated axis is dropped to 1 only where ``reader`` broadcasts
+        and another of its operands gives that axis its size: SpeechBrain's
+        ``arange(max_len).expand(len(length), max_len) < length.unsqueeze(1)`` bakes the
+        batch too, into one ``[2, N]`` constant; compared with ``[B, 1]`` lengths, a
+        ``[1, T]`` range gives the same mask at every B."""
         at = c.ndim - 1 - right
-        if at < 0 or c.shape[at] != self.size or c.size != self.size:
+        if at < 0 or c.shape[at] != self.size:
             return None
-        if not np.array_equal(c.reshape(-1), np.arange(self.size)):
+        line = np.arange(self.size).reshape([-1 if i == at else 1 for i in range(c.ndim)])
+        if not np.array_equal(c, np.broadcast_to(line, c.shape)):
             return None
+        for axis in (i for i in range(c.ndim) if i != at and c.shape[i] != 1):
+            if reader.op_type not in BROADCAST_OPS or not self._sized_by_another(
+                reader, index, c.ndim - 1 - axis
+            ):
+                return None
         return () if c.ndim == 1 else tuple(-1 if i == at else 1 for i in range(c.ndim))
+
+    def _sized_by_another(self, reader: onnx.NodeProto, index: int, right: int) -> bool:
+        for i, x in enumerate(reader.input):
+            s = self.g.shape(x) if i != index and x else None
+            if s is not None and len(s) > right and s[len(s) - 1 - right] != 1:
+                return True
+        return False
 
     def operand(self, node: onnx.NodeProto, index: int, right: int) -> bool:
         name, g = node.input[index], self.g
         c = g.const(name)
         if c is None:
             return self.value(name, right)
-        shape = self.range_along(c, right)
+        shape = self.range_along(c, right, node, index)
         if shape is not None:
             self.reads[(node.output[0], index)] = (name, g.dtype(name), shape)
             return True

@@ -173,6 +173,28 @@ class BroadcastConditional(Rule[RangeRebuild]):
         Case(
             """<ir_version: 8, opset_import: ["" : 17]>
              g (float[B, T, 4] x, int64[B] lengths) => (float[B, T, 4] y) {
+                 r = Constant<value = int64[2, 6] {0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5}>()
+                 ax = Constant<value = int64[1] {1}>()
+                 l = Unsqueeze(lengths, ax)
+                 keep = Less(r, l)
+                 ax2 = Constant<value = int64[1] {2}>()
+                 k3 = Unsqueeze(keep, ax2)
+                 zero = Constant<value = float {0.0}>()
+                 y = Where(k3, x, zero) }""",
+            "SpeechBrain's length_to_mask traced at B=2, T=6: arange(max_len).expand(len(length), "
+            "max_len) bakes the batch into the range's constant too",
+            dims={"B": (2, 3), "T": (5, 7)},
+            reference=lambda f: {
+                "y": np.where(
+                    (np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None])[..., None],
+                    f["x"],
+                    np.float32(0),
+                )
+            },
+        ),
+        Case(
+            """<ir_version: 8, opset_import: ["" : 17]>
+             g (float[B, T, 4] x, int64[B] lengths) => (float[B, T, 4] y) {
                  r = Constant<value = int64[1, 6] {0, 1, 2, 3, 4, 5}>()
                  s = Shape(x)
                  i0 = Constant<value = int64[1] {0}>()
