@@ -32,6 +32,13 @@ def _varying_vs_fixed(check: BroadcastCheck) -> bool:
     return False
 
 
+def _zero_padding(f: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``x`` with the frames past each length zeroed: what the padding-mask cases compute
+    at every size."""
+    valid = np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None]
+    return {"y": np.where(valid[..., None], f["x"], np.float32(0))}
+
+
 class BroadcastConditional(Rule[RangeRebuild]):
     """## What it does
     Finds broadcasting operators whose operands broadcast only for particular
@@ -184,13 +191,7 @@ class BroadcastConditional(Rule[RangeRebuild]):
             "SpeechBrain's length_to_mask traced at B=2, T=6: arange(max_len).expand(len(length), "
             "max_len) bakes the batch into the range's constant too",
             dims={"B": (2, 3), "T": (5, 7)},
-            reference=lambda f: {
-                "y": np.where(
-                    (np.arange(f["x"].shape[1])[None, :] < f["lengths"][:, None])[..., None],
-                    f["x"],
-                    np.float32(0),
-                )
-            },
+            reference=_zero_padding,
         ),
         Case(
             """<ir_version: 8, opset_import: ["" : 17]>
@@ -212,13 +213,7 @@ class BroadcastConditional(Rule[RangeRebuild]):
             "x.masked_fill(make_pad_mask(lengths).unsqueeze(-1), 0) with the mask's length "
             "from int(lengths.max()), traced at T=6",
             dims={"B": (2, 3), "T": (5, 7)},
-            reference=lambda f: {
-                "y": np.where(
-                    (np.arange(f["x"].shape[1])[None, :] >= f["lengths"][:, None])[..., None],
-                    np.float32(0),
-                    f["x"],
-                )
-            },
+            reference=_zero_padding,
         ),
         Case(
             """<ir_version: 8, opset_import: ["" : 17]>
