@@ -72,6 +72,16 @@ class GraphCtx:
         """A small int tensor's value if every element is a known integer."""
         return self.shapes.const_ints(name)
 
+    def axes(self, node: onnx.NodeProto) -> list[int] | None:
+        """The ``axes`` of an Unsqueeze/Squeeze/Reduce node, whichever form its opset
+        uses: an attribute (before opset 13) or a constant second input; None if unknown."""
+        from onnxfix.shapes.ops import attr
+
+        axes = attr(node, "axes", None)
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            return self.ints(node.input[1])
+        return list(axes) if axes is not None else None
+
     def const(self, name: str) -> np.ndarray | None:
         """A tensor computed only from constants (folded exactly; bounded size)."""
         return self.shapes.const(name)

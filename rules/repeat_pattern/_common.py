@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from onnxfix import semantics
 from onnxfix.context import Context, GraphCtx
 from onnxfix.edit import RuleEditor
 from onnxfix.rule import Fix, FixPlan, Match, fail, ok
 from onnxfix.shapes import Shape, d_mul
+from onnxfix.shapes.ops import attr
 
 FAMILY = "repeat-pattern"
 
@@ -61,13 +61,6 @@ class Repeat:
         return self.intended is None or self.actual != self.intended
 
 
-def attr(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
 def axis_of(node: onnx.NodeProto, rank: int) -> int | None:
     """The node's ``axis`` attribute made non-negative; None when it is outside the rank
     (an invalid model: onnxruntime refuses it, and no pattern can be read from it)."""
@@ -95,10 +88,8 @@ def unsqueeze_chain(g: GraphCtx, value: str, axis: int) -> Match[tuple[str, int 
     if found is None:
         return fail(f"'{value}' is not Reshape(Expand(Unsqueeze(..)))", g.producer(value), 2)
     _rs, ex, un = found
-    axes = attr(un, "axes", None)
-    if axes is None and len(un.input) > 1:
-        axes = g.ints(un.input[1])
-    if axes is None or list(axes) != [axis + 1]:
+    axes = g.axes(un)
+    if axes is None or axes != [axis + 1]:
         return fail(f"the Unsqueeze is not on axis {axis + 1}", un, 3)
     target = g.value(ex.input[1])
     r = target[axis + 1] if target is not None and len(target) > axis + 1 else None

@@ -161,8 +161,7 @@ class _RangeWalk:
         """``arange(N).unsqueeze(0).expand(b, N)`` (ESPnet's and WeNet's make_pad_mask):
         the axis keeps its place from the right unless new axes come after it."""
         out = self.g.shape(node.output[0])
-        attr = next((a for a in node.attribute if a.name == "axes"), None)
-        axes = list(attr.ints) if attr is not None else self.g.ints(node.input[1])
+        axes = self.g.axes(node)
         if out is None or axes is None:
             return False
         axes = [a + len(out) if a < 0 else a for a in axes]
