@@ -119,8 +119,7 @@ def _dims(plan: FixPlan[Any]) -> tuple[Dim, ...]:
     node, g = plan.anchor.node, plan.anchor.graph
     if node is None:
         return plan.about
-    own = tuple(d for i in node.input if i for d in (g.shape(i) or ()))
-    return own + tuple(d for d in plan.about if d not in own)
+    return tuple(d for i in node.input if i for d in (g.shape(i) or ())) + plan.about
 
 
 def apply_fixes(

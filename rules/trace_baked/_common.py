@@ -10,7 +10,8 @@ import onnx
 
 from onnxfix.context import Context, GraphCtx
 from onnxfix.edit import RuleEditor
-from onnxfix.shapes import Sym
+from onnxfix.rule import Fix
+from onnxfix.shapes import Sym, named
 from onnxfix.shapes.conditions import Condition, Verdict
 from onnxfix.shapes.ops import BROADCAST_OPS
 from onnxfix.shapes.propagate import input_dim_key
@@ -87,13 +88,14 @@ class RangeRebuild:
     size: int
 
 
-def baked_range(
+def range_fix(
     ctx: Context, g: GraphCtx, value: str, axis: int, size: int, symbol: str
-) -> RangeRebuild | None:
-    """How to rebuild the baked range that gives axis ``axis`` of ``value`` its traced
-    ``size``, when it comes through elementwise ops, Expands and ``ConstantOfShape(Shape(.))``
-    from constants that hold exactly ``arange(size)``; None if any path that carries the
-    axis comes from elsewhere (a table that is not a range, a graph input, a reshape)."""
+) -> Fix[RangeRebuild] | None:
+    """The fix that rebuilds the baked range giving axis ``axis`` of ``value`` its traced
+    ``size`` (about ``symbol``, the input dim it stood for), when it comes through
+    elementwise ops, Expands and ``ConstantOfShape(Shape(.))`` from constants that hold
+    exactly ``arange(size)``; None if any path that carries the axis comes from elsewhere
+    (a table that is not a range, a graph input, a reshape)."""
     source = input_axis(ctx, symbol)
     shape = g.shape(value)
     if source is None or shape is None or not 0 <= axis < len(shape) or g.depth:
@@ -101,12 +103,13 @@ def baked_range(
     walk = _RangeWalk(g, size)
     if not walk.value(value, len(shape) - 1 - axis) or not walk.reads:
         return None
-    return RangeRebuild(
+    plan = RangeRebuild(
         tuple((o, i, c, t, s) for (o, i), (c, t, s) in walk.reads.items()),
         tuple((o, t, k, n) for o, (t, k, n) in walk.expands.items()),
         source,
         size,
     )
+    return Fix(_title(plan, symbol), plan, about=(named(symbol),))
 
 
 class _RangeWalk:
@@ -181,10 +184,7 @@ class _RangeWalk:
         batch too, into one ``[2, N]`` constant; compared with ``[B, 1]`` lengths, a
         ``[1, T]`` range gives the same mask at every B."""
         at = c.ndim - 1 - right
-        if at < 0 or c.shape[at] != self.size:
-            return None
-        line = np.arange(self.size).reshape([-1 if i == at else 1 for i in range(c.ndim)])
-        if not np.array_equal(c, np.broadcast_to(line, c.shape)):
+        if at < 0 or c.shape[at] != self.size or not _arange_along(c, at):
             return None
         for axis in (i for i in range(c.ndim) if i != at and c.shape[i] != 1):
             if reader.op_type not in BROADCAST_OPS or not self._sized_by_another(
@@ -215,7 +215,13 @@ class _RangeWalk:
         return self.value(name, right)  # computed from constants: a range further up?
 
 
-def range_title(plan: RangeRebuild, symbol: str) -> str:
+def _arange_along(c: np.ndarray, at: int) -> bool:
+    """Whether ``c`` counts 0, 1, ... along axis ``at`` and repeats along the others."""
+    line = np.arange(c.shape[at]).reshape([-1 if i == at else 1 for i in range(c.ndim)])
+    return bool(np.array_equal(c, np.broadcast_to(line, c.shape)))
+
+
+def _title(plan: RangeRebuild, symbol: str) -> str:
     """The fix's title, the same for every rule that offers it."""
     name, at = plan.source
     expands = f", and let {len(plan.expands)} Expand(s) keep that axis" if plan.expands else ""
@@ -339,7 +345,9 @@ def _table(g: GraphCtx, name: str) -> str | None:
     c = g.const(name)
     if c is not None and c.size < 2:
         return None
-    if c is not None and max(c.shape) == c.size and np.array_equal(c.ravel(), np.arange(c.size)):
+    if c is not None and any(
+        c.shape[at] == c.size and _arange_along(c, at) for at in range(c.ndim)
+    ):
         return _RANGE  # a range along one axis, 1 on the others
     return _TABLE
 

@@ -14,10 +14,9 @@ from onnxfix.rules.trace_baked._common import (
     ADVICE,
     FAMILY,
     RangeRebuild,
-    baked_range,
     pinned_fields,
     pinning,
-    range_title,
+    range_fix,
     rebuild_range,
 )
 from onnxfix.shapes import Dim, evaluate, named
@@ -316,10 +315,7 @@ def _rebuild(
         want = [evaluate(d, env) for d in wanted]
         if None in got or None in want or np.prod(got) != np.prod(want):  # type: ignore[arg-type]
             return None
-    plan = baked_range(ctx, g, node.input[0], axis, pinned, symbol)
-    if plan is None:
-        return None
-    return Fix(range_title(plan, symbol), plan, about=(named(symbol),))
+    return range_fix(ctx, g, node.input[0], axis, pinned, symbol)
 
 
 def _baked_outputs(

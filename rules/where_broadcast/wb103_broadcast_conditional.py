@@ -11,10 +11,9 @@ from onnxfix.rule import Case, Detection, Fix, FixPlan, Rule
 from onnxfix.rules.trace_baked._common import (
     ADVICE,
     RangeRebuild,
-    baked_range,
     pinned_fields,
     pinning,
-    range_title,
+    range_fix,
     rebuild_range,
 )
 from onnxfix.rules.where_broadcast._common import FAMILY, operands
@@ -254,7 +253,4 @@ def _rebuild(
     ]
     if not broadcast(rebuilt).ok:
         return None
-    plan = baked_range(ctx, g, names[k], axis, pinned, v.symbol)
-    if plan is None:
-        return None
-    return Fix(range_title(plan, v.symbol), plan, about=(t,))
+    return range_fix(ctx, g, names[k], axis, pinned, v.symbol)
